@@ -1,0 +1,99 @@
+"""Figures (matplotlib, Agg backend): written as PNG, atomically, at a fixed DPI."""
+
+from __future__ import annotations
+
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from . import io  # noqa: E402
+
+plt.rcParams.update({"figure.dpi": 110, "axes.grid": True, "grid.alpha": 0.3, "font.size": 9,
+                     "svg.hashsalt": "deepsky", "image.cmap": "viridis"})
+
+
+def save(fig, path: str | os.PathLike) -> None:
+    """Save a figure to PNG atomically (fixed metadata, so the bytes depend only on the content)."""
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+    plt.close(fig)
+
+
+def _running(x, y, bins):
+    centres, med, lo, hi = [], [], [], []
+    for a, b in zip(bins[:-1], bins[1:]):
+        sel = (x >= a) & (x < b)
+        if sel.sum() < 5:
+            continue
+        centres.append(0.5 * (a + b))
+        q = np.quantile(y[sel], [0.16, 0.5, 0.84])
+        lo.append(q[0]), med.append(q[1]), hi.append(q[2])
+    return np.array(centres), np.array(med), np.array(lo), np.array(hi)
+
+
+def pred_vs_true(true, pred, colour, colour_label: str, path, title: str, unit: str = "arcsec") -> None:
+    """Log-log predicted vs true, coloured by a third quantity (e.g. S/N), with the 1:1 line."""
+    fig, ax = plt.subplots(figsize=(5, 4.4))
+    sc = ax.scatter(true, pred, c=colour, s=4, alpha=0.6, norm=matplotlib.colors.LogNorm(), rasterized=True)
+    lo, hi = float(np.min(true)) * 0.8, float(np.max(true)) * 1.25
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="1:1")
+    ax.set(xscale="log", yscale="log", xlim=(lo, hi), ylim=(lo, hi), xlabel=f"true R_e [{unit}]",
+           ylabel=f"predicted R_e [{unit}]", title=title)
+    fig.colorbar(sc, ax=ax, label=colour_label)
+    ax.legend(loc="upper left")
+    save(fig, path)
+
+
+def residuals(df: pd.DataFrame, columns: dict, path, title: str) -> None:
+    """Relative residual (pred - true)/true against each column: points, running median, 16-84%."""
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.2 * len(columns), 3.6), sharey=True)
+    d = (df["pred"] - df["true"]) / df["true"]
+    for ax, (col, (label, log)) in zip(np.atleast_1d(axes), columns.items()):
+        x = df[col].to_numpy(float)
+        ax.scatter(x, d, s=2, alpha=0.25, color="0.4", rasterized=True)
+        bins = np.geomspace(x.min(), x.max(), 12) if log else np.linspace(x.min(), x.max(), 12)
+        c, m, lo, hi = _running(x, d.to_numpy(), bins)
+        ax.plot(c, m, "C3-", lw=2, label="median")
+        ax.fill_between(c, lo, hi, color="C3", alpha=0.2, label="16-84%")
+        ax.axhline(0, color="k", lw=0.8)
+        ax.set(xlabel=label, xscale="log" if log else "linear", ylim=(-0.6, 0.6))
+    np.atleast_1d(axes)[0].set_ylabel("(pred - true) / true")
+    np.atleast_1d(axes)[0].legend(loc="upper right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def learning_curves(history: pd.DataFrame, path, title: str) -> None:
+    """Training and validation loss per epoch (log scale)."""
+    fig, ax = plt.subplots(figsize=(5, 3.6))
+    for col, style in (("loss", "C0-"), ("val_loss", "C1-")):
+        if col in history:
+            ax.plot(history["epoch"], history[col], style, marker="o", ms=3, label=col.replace("_", " "))
+    if "val_loss" in history and len(history):
+        best = history["val_loss"].idxmin()
+        ax.axvline(history.loc[best, "epoch"], color="k", ls=":", lw=1, label="best (restored)")
+    ax.set(xlabel="epoch", ylabel="loss", yscale="log", title=title)
+    ax.legend()
+    save(fig, path)
+
+
+def gallery(images: np.ndarray, captions: list[str], path, title: str, ncols: int = 6) -> None:
+    """Stamps (N, H, W) with an asinh stretch and a caption each."""
+    n = len(images)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.7 * ncols, 1.9 * nrows))
+    for ax in np.atleast_1d(axes).ravel():
+        ax.axis("off")
+    for ax, im, cap in zip(np.atleast_1d(axes).ravel(), images, captions):
+        scale = max(float(np.percentile(np.abs(im), 99.5)), 1e-12)
+        ax.imshow(np.arcsinh(im / (0.05 * scale)), origin="lower", cmap="gray_r", interpolation="nearest")
+        ax.set_title(cap, fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    save(fig, path)

@@ -1,0 +1,205 @@
+"""Seeded, resumable training of registry models on shard caches (Keras 3, any backend).
+
+``fit_model`` trains with a seeded batch order and seeded flips/rotations, early stopping on the
+validation loss (best weights restored), and an epoch checkpoint in a scratch folder: if the job is
+killed, the next run resumes from the last finished epoch and ends with the same weights as an
+uninterrupted run (batch order and augmentation depend only on (seed, epoch), and the optimizer
+state, step count and random-generator states travel in the checkpoint).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Callable
+
+import keras
+import numpy as np
+import pandas as pd
+
+from . import data, io
+
+
+# --------------------------------------------------------------------------- determinism
+def configure_determinism(seed: int) -> None:
+    """Seed Python, numpy and the Keras backend; make TensorFlow ops deterministic."""
+    keras.utils.set_random_seed(int(seed))
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf  # only the TF backend needs (and has) this switch
+
+        tf.config.experimental.enable_op_determinism()
+
+
+def config_digest(obj) -> str:
+    """Short SHA-256 of a JSON-able object (sorted keys): identifies a training configuration."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+# --------------------------------------------------------------------------- data feed
+class StampBatches(keras.utils.PyDataset):
+    """Training batches from in-memory arrays, shuffled and augmented as a pure function of (seed, epoch)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, batch_size: int, seed: int, augment: bool, epoch: int = 0):
+        super().__init__()
+        self.x, self.y = x, y
+        self.batch_size = int(batch_size)
+        self.seed, self.augment = int(seed), bool(augment)
+        self.set_epoch(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, 0xBA7C, int(epoch)]))
+        self.order = rng.permutation(len(self.x))
+        self.codes = rng.integers(0, 8, len(self.x)) if self.augment else None
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return max(1, len(self.x) // self.batch_size)  # drop the ragged last batch: fixed shapes
+
+    def __getitem__(self, i: int):
+        sel = slice(i * self.batch_size, (i + 1) * self.batch_size)
+        idx = self.order[sel]
+        xb = self.x[idx]
+        if self.codes is not None:
+            xb = data.dihedral(xb, self.codes[sel])
+        return xb, self.y[idx]
+
+    def on_epoch_end(self) -> None:
+        self.set_epoch(self.epoch + 1)
+
+
+# --------------------------------------------------------------------------- checkpointing
+class ResumableTraining(keras.callbacks.Callback):
+    """Per-epoch checkpoint + early stopping whose state survives a kill.
+
+    Scratch layout: ``last.keras`` (model + optimizer), ``best.weights.h5``, ``state.json``
+    (epoch, history, best validation loss, epochs without improvement, digest, elapsed seconds).
+    Each file is written to a temporary name and renamed.
+    """
+
+    def __init__(self, scratch: Path, digest: str, patience: int, feed: StampBatches,
+                 log: Callable[[str], None] = print):
+        super().__init__()
+        self.scratch, self.digest, self.patience, self.feed, self.log = Path(scratch), digest, patience, feed, log
+        self.state = {"digest": digest, "epoch": -1, "history": [], "best": None, "wait": 0, "seconds": 0.0}
+        self._t0 = time.perf_counter()
+
+    # -- resume
+    def load(self) -> keras.Model | None:
+        state_file = self.scratch / "state.json"
+        if not state_file.exists():
+            return None
+        state = json.loads(state_file.read_text())
+        if state.get("digest") != self.digest or not (self.scratch / "last.keras").exists():
+            self.log(f"checkpoint in {self.scratch} is for another configuration; starting over")
+            return None
+        self.state = state
+        self.log(f"resuming from the checkpoint after epoch {state['epoch'] + 1}")
+        return keras.models.load_model(self.scratch / "last.keras")
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+        self.feed.set_epoch(epoch)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = {k: float(v) for k, v in (logs or {}).items()}
+        self.state["seconds"] += time.perf_counter() - self._t0
+        row = {"epoch": epoch + 1, **logs, "lr": float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)),
+               "seconds": self.state["seconds"]}
+        self.state["history"].append(row)
+        val = logs.get("val_loss", logs.get("loss"))
+        if self.state["best"] is None or val < self.state["best"]:
+            self.state["best"], self.state["wait"] = val, 0
+            with io.atomic_path(self.scratch / "best.weights.h5") as tmp:
+                self.model.save_weights(_h5(tmp))
+                os.replace(_h5(tmp), tmp)
+        else:
+            self.state["wait"] += 1
+        self.state["epoch"] = epoch
+        with io.atomic_path(self.scratch / "last.keras") as tmp:
+            self.model.save(_keras(tmp))
+            os.replace(_keras(tmp), tmp)
+        io.write_json(self.scratch / "state.json", self.state)
+        self.log(
+            f"epoch {epoch + 1}: " + " ".join(f"{k}={v:.4g}" for k, v in logs.items())
+            + f" ({self.state['seconds']:.0f} s so far)"
+        )
+        if self.state["wait"] >= self.patience:
+            self.log(f"early stop: no validation improvement for {self.patience} epochs")
+            self.model.stop_training = True
+
+
+def _h5(p: Path) -> Path:
+    return p.with_name(p.name + ".weights.h5")
+
+
+def _keras(p: Path) -> Path:
+    return p.with_name(p.name + ".keras")
+
+
+# --------------------------------------------------------------------------- fitting
+def make_optimizer(train_cfg: dict, steps_per_epoch: int) -> keras.optimizers.Optimizer:
+    lr = float(train_cfg["learning_rate"])
+    if train_cfg.get("schedule", "cosine") == "cosine":
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=int(train_cfg["epochs"]) * steps_per_epoch, alpha=0.02)
+    return keras.optimizers.Adam(learning_rate=lr)
+
+
+def fit_model(model: keras.Model, x_train, y_train, x_val, y_val, train_cfg: dict, seed: int,
+              scratch: str | os.PathLike, loss="huber", digest_extra=None,
+              log: Callable[[str], None] = print) -> tuple[keras.Model, pd.DataFrame]:
+    """Train ``model`` (resuming from ``scratch`` when a matching checkpoint exists).
+
+    Returns the model holding the best-validation weights and the per-epoch history table.
+    """
+    scratch = Path(scratch)
+    scratch.mkdir(parents=True, exist_ok=True)
+    feed = StampBatches(x_train, y_train, train_cfg["batch_size"], seed, train_cfg.get("augment", True))
+    digest = config_digest({"train": train_cfg, "seed": seed, "n": len(x_train), "extra": digest_extra,
+                            "model": model.to_json()})
+    ckpt = ResumableTraining(scratch, digest, int(train_cfg["patience"]), feed, log)
+    resumed = ckpt.load()
+    if resumed is not None:
+        model = resumed
+    else:
+        model.compile(optimizer=make_optimizer(train_cfg, len(feed)), loss=loss)
+    start = ckpt.state["epoch"] + 1
+    epochs = int(train_cfg["epochs"])
+    done = ckpt.state["wait"] >= int(train_cfg["patience"])
+    if start < epochs and not done:
+        model.fit(feed, validation_data=(x_val, y_val), epochs=epochs, initial_epoch=start,
+                  callbacks=[ckpt], verbose=0, shuffle=False)
+    model.load_weights(scratch / "best.weights.h5")
+    return model, pd.DataFrame(ckpt.state["history"])
+
+
+def clear_scratch(scratch: str | os.PathLike) -> None:
+    """Remove a finished job's checkpoint folder."""
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- model files
+def save_model(model: keras.Model, path: str | os.PathLike, meta: dict) -> None:
+    """Save ``model`` as .keras and its preprocessing/target metadata as JSON beside it (atomic)."""
+    path = Path(path)
+    with io.atomic_path(path) as tmp:
+        model.save(_keras(tmp))
+        os.replace(_keras(tmp), tmp)
+    io.write_json(path.with_suffix(".json"), meta)
+
+
+def load_model(path: str | os.PathLike) -> tuple[keras.Model, dict]:
+    """Load a .keras model and the metadata JSON saved beside it."""
+    path = Path(path)
+    meta_path = path.with_suffix(".json")
+    if not meta_path.exists():
+        raise FileNotFoundError(f"{meta_path} is missing: deepsky models carry their preprocessing in it")
+    return keras.models.load_model(path), json.loads(meta_path.read_text())
+
+
+def predict(model: keras.Model, x: np.ndarray, batch_size: int = 512) -> np.ndarray:
+    """Network outputs for preprocessed inputs, batched, as a float64 numpy array."""
+    return np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float64)

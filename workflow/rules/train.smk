@@ -1,0 +1,102 @@
+# Stage 2-4: split -> train (GPU if there is one) -> evaluate on the held-out test split.
+
+
+rule split:
+    input:
+        parquet=task_shards("parquet"),
+        lib=lib("data", "io"),
+    output:
+        "results/{task}/split.parquet",
+    params:
+        fractions=lambda wc: config[wc.task]["split"],
+        seed=config["seed"],
+    log:
+        "results/logs/split/{task}.log",
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    script:
+        "../../scripts/split.py"
+
+
+rule train:
+    input:
+        npz=task_shards("npz"),
+        parquet=task_shards("parquet"),
+        split="results/{task}/split.parquet",
+        lib=lib("train", "models", "data", "tasks", "io"),
+    output:
+        model="results/{task}/models/{model}.keras",
+        meta="results/{task}/models/{model}.json",
+        history="results/{task}/models/{model}.history.parquet",
+        timing="results/benchmarks/train/{task}/{model}.timing.json",
+    params:
+        task_cfg=lambda wc: config[wc.task],
+        recipe=lambda wc: recipe(task_dataset(wc.task)),
+        model_name=lambda wc: wc.model,
+        model_opts=lambda wc: model_options(wc.model),
+        train_cfg=config["train"],
+        seed=config["seed"],
+        # resumable epoch checkpoints: undeclared scratch, removed when the job succeeds
+        scratch=lambda wc: f"results/.scratch/train/{wc.task}/{wc.model}",
+    log:
+        "results/logs/train/{task}/{model}.log",
+    benchmark:
+        "results/benchmarks/train/{task}/{model}.tsv"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
+    script:
+        "../../scripts/train.py"
+
+
+rule evaluate:
+    input:
+        npz=task_shards("npz"),
+        parquet=task_shards("parquet"),
+        split="results/{task}/split.parquet",
+        model="results/{task}/models/{model}.keras",
+        history="results/{task}/models/{model}.history.parquet",
+        lib=lib("metrics", "plots", "tasks", "data", "train", "io"),
+    output:
+        metrics="results/{task}/metrics/{model}.json",
+        predictions="results/{task}/predictions/{model}.parquet",
+        timing="results/benchmarks/evaluate/{task}/{model}.timing.json",
+        pred_vs_true=report(
+            "results/{task}/plots/{model}/pred_vs_true.png",
+            caption="../report/pred_vs_true.rst",
+            category="{task}",
+            subcategory="{model}",
+        ),
+        residuals=report(
+            "results/{task}/plots/{model}/residuals.png",
+            caption="../report/residuals.rst",
+            category="{task}",
+            subcategory="{model}",
+        ),
+        learning_curves=report(
+            "results/{task}/plots/{model}/learning_curves.png",
+            caption="../report/learning_curves.rst",
+            category="{task}",
+            subcategory="{model}",
+        ),
+        gallery=report(
+            "results/{task}/plots/{model}/gallery.png",
+            caption="../report/gallery.rst",
+            category="{task}",
+            subcategory="{model}",
+        ),
+    params:
+        seed=config["seed"],
+    log:
+        "results/logs/evaluate/{task}/{model}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{task}/{model}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../../scripts/evaluate.py"
