@@ -45,14 +45,36 @@ def _h5_digest(h: "hashlib._Hash", raw: bytes) -> None:
         f.visititems(visit)
 
 
+def canonical_config(obj, ids: dict | None = None):
+    """A Keras config with ``shared_object_id`` values (Python ``id()``s, different in every process)
+    renumbered in order of first appearance (sorted-key traversal), so equal models compare equal."""
+    ids = {} if ids is None else ids
+    if isinstance(obj, dict):
+        out = {}
+        for k in sorted(obj):
+            v = obj[k]
+            if k == "shared_object_id":
+                v = ids.setdefault(v, len(ids))
+            out[k] = canonical_config(v, ids)
+        return out
+    if isinstance(obj, list):
+        return [canonical_config(v, ids) for v in obj]
+    return obj
+
+
 def keras_digest(path: str | os.PathLike) -> str:
-    """SHA-256 over a .keras file's model config (canonical JSON) and weight arrays; ignores the save date."""
+    """SHA-256 over a .keras file's model config (canonical JSON) and weight arrays.
+
+    Ignores what differs between saves of the same model: the save date in ``metadata.json`` and the
+    process-specific ``shared_object_id`` numbers in ``config.json``.
+    """
     h = hashlib.sha256()
     with zipfile.ZipFile(path) as zf:
         names = set(zf.namelist())
         if "config.json" not in names:
             raise ValueError(f"{path} is not a Keras 3 model archive (no config.json)")
-        h.update(json.dumps(json.loads(zf.read("config.json")), sort_keys=True).encode())
+        config = canonical_config(json.loads(zf.read("config.json")))
+        h.update(json.dumps(config, sort_keys=True).encode())
         for name in sorted(names - {"config.json", "metadata.json"}):
             h.update(f"\n{name}\n".encode())
             raw = zf.read(name)

@@ -40,6 +40,45 @@ def configure_determinism(seed: int) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def configure_precision(precision: str = "float32") -> None:
+    """Set Keras' global dtype policy before a model is built.
+
+    ``mixed_float16`` (GPUs with tensor cores) or ``mixed_bfloat16`` (recent CPUs, TPUs, A100+) compute
+    in half precision with float32 weights; Keras wraps the optimizer in a loss-scale optimizer for
+    float16 by itself. Model heads are float32 (see deepsky.models) so losses and outputs stay exact
+    enough. Results differ from float32 runs: the choice is part of the training config digest.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
+    keras.mixed_precision.set_global_policy(precision)
+
+
+def device_summary() -> str:
+    """One line naming the Keras backend and the accelerators it sees (for job logs)."""
+    backend = keras.backend.backend()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
+    devices = "?"
+    try:
+        if backend == "jax":
+            import jax
+
+            devices = ",".join(sorted({d.platform for d in jax.devices()}))
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            devices = ",".join(sorted({d.device_type for d in tf.config.list_logical_devices()}))
+        elif backend == "torch":
+            import torch
+
+            devices = "cuda" if torch.cuda.is_available() else "cpu"
+    except Exception as exc:  # reporting only: never fail a job over it
+        devices = f"unknown ({exc})"
+    return f"keras backend {backend}, devices {devices}, CUDA_VISIBLE_DEVICES={visible}"
+
+
 def config_digest(obj) -> str:
     """Short SHA-256 of a JSON-able object (sorted keys): identifies a training configuration."""
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
