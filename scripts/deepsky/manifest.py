@@ -45,20 +45,18 @@ def _h5_digest(h: "hashlib._Hash", raw: bytes) -> None:
         f.visititems(visit)
 
 
-def canonical_config(obj, ids: dict | None = None):
-    """A Keras config with ``shared_object_id`` values (Python ``id()``s, different in every process)
-    renumbered in order of first appearance (sorted-key traversal), so equal models compare equal."""
-    ids = {} if ids is None else ids
+def canonical_config(obj):
+    """A Keras config without its ``shared_object_id`` entries, keys sorted.
+
+    Those ids are Python ``id()`` values (different in every process) that mark objects shared at
+    save time, e.g. one dtype policy used by every layer of a freshly built model; a model loaded
+    from a checkpoint (a resumed training) has one policy object per layer and writes no ids. Layer
+    sharing in a functional model is recorded in its inbound nodes, so nothing of substance is lost.
+    """
     if isinstance(obj, dict):
-        out = {}
-        for k in sorted(obj):
-            v = obj[k]
-            if k == "shared_object_id":
-                v = ids.setdefault(v, len(ids))
-            out[k] = canonical_config(v, ids)
-        return out
+        return {k: canonical_config(obj[k]) for k in sorted(obj) if k != "shared_object_id"}
     if isinstance(obj, list):
-        return [canonical_config(v, ids) for v in obj]
+        return [canonical_config(v) for v in obj]
     return obj
 
 
@@ -66,7 +64,7 @@ def keras_digest(path: str | os.PathLike) -> str:
     """SHA-256 over a .keras file's model config (canonical JSON) and weight arrays.
 
     Ignores what differs between saves of the same model: the save date in ``metadata.json`` and the
-    process-specific ``shared_object_id`` numbers in ``config.json``.
+    ``shared_object_id`` bookkeeping in ``config.json`` (see :func:`canonical_config`).
     """
     h = hashlib.sha256()
     with zipfile.ZipFile(path) as zf:
