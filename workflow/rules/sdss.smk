@@ -9,11 +9,15 @@
 # the simulations, under results/sims/sdss/, so the star/galaxy task reads live and simulated data alike.
 
 SDSS_DR = f"resources/sdss/dr{config['sdss']['release']}"
-SDSS_QUERY_KEYS = ("release", "skyserver_url", "page_size", "max_objects", "include_qso", "cuts", "http")
-
-
-def sdss_params(*keys):
-    return {k: config["sdss"][k] for k in keys}
+SDSS_QUERY_KEYS = (
+    "release",
+    "skyserver_url",
+    "page_size",
+    "max_objects",
+    "include_qso",
+    "cuts",
+    "http",
+)
 
 
 # the sdss shards are cut from SDSS frames, never simulated
@@ -25,19 +29,19 @@ rule sdss_query:
         lib=lib("sdss", "io"),
     output:
         objects=f"{SDSS_DR}/objects.parquet",
-    params:
-        sdss=sdss_params(*SDSS_QUERY_KEYS),
-        pages_root=f"{SDSS_DR}/pages",
     log:
         "results/logs/sdss/query.log",
     benchmark:
         "results/benchmarks/sdss/query.tsv"
-    localrule: True
     retries: 1
+    localrule: True
     threads: 1
     resources:
         sdss_requests=1,
         mem_mb=2000,
+    params:
+        sdss={k: config["sdss"][k] for k in SDSS_QUERY_KEYS},
+        pages_root=f"{SDSS_DR}/pages",
     script:
         "../../scripts/sdss_query.py"
 
@@ -48,19 +52,19 @@ rule sdss_frames:
         lib=lib("sdss", "cutouts", "io"),
     output:
         manifest=f"{SDSS_DR}/frames.parquet",
-    params:
-        sdss=sdss_params("release", "sas_url", "http"),
-        frames_dir="resources/sdss/frames",
     log:
         "results/logs/sdss/frames.log",
     benchmark:
         "results/benchmarks/sdss/frames.tsv"
-    localrule: True
     retries: 1
+    localrule: True
     threads: 1
     resources:
         sdss_requests=1,
         mem_mb=2000,
+    params:
+        sdss={k: config["sdss"][k] for k in ("release", "sas_url", "http")},
+        frames_dir="resources/sdss/frames",
     script:
         "../../scripts/sdss_frames.py"
 
@@ -74,18 +78,20 @@ rule sdss_cutouts:
         npz="results/sims/sdss/shard{shard}.npz",
         parquet="results/sims/sdss/shard{shard}.parquet",
         report="results/sdss/cutouts/shard{shard}.json",
-    params:
-        sdss=sdss_params("release", "shards", "stamp", "pixel_scale"),
-        frames_dir="resources/sdss/frames",
-    wildcard_constraints:
-        shard=r"\d{4}",
     log:
         "results/logs/sdss/cutouts/shard{shard}.log",
     benchmark:
         "results/benchmarks/sdss/cutouts/shard{shard}.tsv"
+    wildcard_constraints:
+        shard=r"\d{4}",
     threads: 1
     resources:
         mem_mb=3000,
         runtime=60,
+    params:
+        sdss={
+            k: config["sdss"][k] for k in ("release", "shards", "stamp", "pixel_scale")
+        },
+        frames_dir="resources/sdss/frames",
     script:
         "../../scripts/sdss_cutouts.py"
