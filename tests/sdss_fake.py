@@ -229,7 +229,7 @@ def start(fake: FakeSDSS) -> ThreadingHTTPServer:
     srv = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
     srv.daemon_threads = True
     fake.port = srv.server_address[1]
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
     return srv
 
 

@@ -223,3 +223,17 @@ def test_assign_shards_is_deterministic_blocks_of_objid():
     assert [p["objID"].tolist() for p in parts] == [[1, 2], [3, 5, 7], [8, 9]]
     assert [p["objID"].tolist() for p in sdss.assign_shards(df.sample(frac=1, random_state=1), 3)] == \
         [p["objID"].tolist() for p in parts]
+
+
+def test_schema_fills_sdss_defaults_and_refuses_bad_values():
+    from snakemake.utils import validate
+
+    schema = str(Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml")
+    cfg = {"seed": 1, "sims": {}, "size": {}}
+    validate(cfg, schema, set_default=True)
+    s = sdss.QuerySpec.from_config(cfg["sdss"])  # the schema's defaults make a valid query
+    assert (s.release, s.mag_column, cfg["sdss"]["stamp"], cfg["sdss"]["pixel_scale"]) == (17, "cModelMag_r", 48, 0.396)
+    for bad in ({"cuts": {"mag_column": "cModelMag_r; DROP TABLE PhotoObj"}}, {"release": 7},
+                {"skyserver_url": "skyserver.sdss.org"}, {"cuts": {"mag_min": "14"}}, {"shards": 0}):
+        with pytest.raises(Exception, match="sdss|ValidationError|valid"):
+            validate({"seed": 1, "sims": {}, "size": {}, "sdss": bad}, schema, set_default=True)

@@ -31,7 +31,7 @@ def sdss_config(tmp: Path, url: str, attempts: int = 2) -> Path:
 
 
 def snakemake(workdir: Path, cfg: Path, *extra: str) -> subprocess.CompletedProcess:
-    cmd = ["snakemake", *SHARDS, "-s", str(REPO / "workflow/Snakefile"), "-d", str(workdir), "--cores", "2",
+    cmd = [sys.executable, "-m", "snakemake", *SHARDS, "-s", str(REPO / "workflow/Snakefile"), "-d", str(workdir), "--cores", "2",
            "--resources", "sdss_requests=1", "--configfile", str(REPO / "tests/configs/tiny.yaml"), str(cfg),
            *extra]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600)
