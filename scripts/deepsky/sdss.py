@@ -37,6 +37,7 @@ import io as _io
 import json
 import logging
 import math
+import re
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -134,7 +135,9 @@ def _check_status(status: int, url: str) -> None:
 
 
 def _transient_request(exc: Exception, url: str) -> TransientError:
-    return TransientError(f"{type(exc).__name__} for {url}: {exc}")
+    # requests repeats the full URL-encoded SQL in its message: keep the cause, drop the query string
+    text = re.sub(r"\?cmd=\S*", "?cmd=...", str(exc))
+    return TransientError(f"{type(exc).__name__} for {url}: {text}")
 
 
 # --------------------------------------------------------------------------- typed query spec
