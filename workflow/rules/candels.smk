@@ -13,18 +13,18 @@ rule candels_catalogue:
         lib=lib("candels", "io"),
     output:
         candels_catalogue_path(),
+    log:
+        "results/logs/candels/catalogue.log",
+    retries: 2
+    localrule: True
+    resources:
+        vizier_requests=1,
+        runtime=30,
     params:
         catalog=config["candels"]["catalog"],
         server=config["candels"]["server"],
         retries=4,
         backoff_s=5.0,
-    log:
-        "results/logs/candels/catalogue.log",
-    localrule: True
-    retries: 2
-    resources:
-        vizier_requests=1,
-        runtime=30,
     script:
         "../../scripts/candels_catalogue.py"
 
@@ -34,18 +34,18 @@ rule candels_mosaic:
         lib=lib("candels", "io"),
     output:
         "resources/candels/mosaic/{name}",
+    log:
+        "results/logs/candels/mosaic_{name}.log",
+    retries: 1
+    localrule: True
+    resources:
+        mast_requests=1,
+        runtime=120,
     params:
         url=lambda wc: candels_mosaic_url(wc.name),
         sha256=config["candels"]["mosaic_sha256"],
         retries=4,
         backoff_s=10.0,
-    log:
-        "results/logs/candels/mosaic_{name}.log",
-    localrule: True
-    retries: 1
-    resources:
-        mast_requests=1,
-        runtime=120,
     script:
         "../../scripts/candels_mosaic.py"
 
@@ -58,17 +58,17 @@ rule candels_cutouts:
     output:
         npz="results/sims/candels/shard{shard}.npz",
         parquet="results/sims/candels/shard{shard}.parquet",
-    params:
-        cfg=config["candels"],
-    wildcard_constraints:
-        shard=r"\d{4}",
     log:
         "results/logs/candels/cutouts/shard{shard}.log",
     benchmark:
         "results/benchmarks/candels/cutouts/shard{shard}.tsv"
+    wildcard_constraints:
+        shard=r"\d{4}",
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        cfg=config["candels"],
     script:
         "../../scripts/candels_cutouts.py"

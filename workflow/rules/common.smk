@@ -48,7 +48,9 @@ def get_final_output():
 
 # --------------------------------------------------------------------------- CANDELS (live target)
 def candels_catalogue_path():
-    slug = "".join(c if c.isalnum() else "_" for c in config["candels"]["catalog"]).strip("_")
+    slug = "".join(
+        c if c.isalnum() else "_" for c in config["candels"]["catalog"]
+    ).strip("_")
     return f"resources/candels/{slug}.parquet"
 
 
@@ -68,12 +70,17 @@ def candels_mosaic_path():
 def candels_mosaic_url(name):
     src = config["candels"]["mosaic"] or ""
     if "://" not in src or Path(src.split("?")[0]).name != name:
-        raise ValueError(f"resources/candels/mosaic/{name} is not the configured candels.mosaic URL {src!r}")
+        raise ValueError(
+            f"resources/candels/mosaic/{name} is not the configured candels.mosaic URL {src!r}"
+        )
     return src
 
 
 def candels_shards(ext):
-    return [f"results/sims/candels/shard{i:04d}.{ext}" for i in range(config["candels"]["shards"])]
+    return [
+        f"results/sims/candels/shard{i:04d}.{ext}"
+        for i in range(config["candels"]["shards"])
+    ]
 
 
 # --------------------------------------------------------------------------- predict
@@ -81,12 +88,17 @@ def predict_job(name):
     try:
         return config["predict"][name]
     except KeyError:
-        raise ValueError(f"no prediction job named {name!r} under predict: (known: {sorted(config['predict'])})")
+        raise ValueError(
+            f"no prediction job named {name!r} under predict: (known: {sorted(config['predict'])})"
+        )
 
 
 def predict_inputs(wc):
     job = predict_job(wc.name)
-    files = {"model": job["model"], "meta": str(Path(job["model"]).with_suffix(".json"))}
+    files = {
+        "model": job["model"],
+        "meta": str(Path(job["model"]).with_suffix(".json")),
+    }
     if job.get("stamps"):
         files["stamps"] = job["stamps"]
     if job.get("images"):

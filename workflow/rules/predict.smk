@@ -8,8 +8,6 @@ rule predict:
         lib=lib("predict", "cutouts", "tasks", "data", "train", "io"),
     output:
         "results/predict/{name}.parquet",
-    params:
-        job=lambda wc: predict_job(wc.name),
     log:
         "results/logs/predict/{name}.log",
     benchmark:
@@ -18,5 +16,7 @@ rule predict:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        job=lambda wc: predict_job(wc.name),
     script:
         "../../scripts/predict.py"
