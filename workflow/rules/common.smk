@@ -15,9 +15,19 @@ def lib(*modules):
     return [str(LIB / f"{m}.py") for m in modules]
 
 
+def canonical(obj):
+    """Dict params with keys sorted at every level: Snakemake compares params by their text, so
+    reordering keys in a config file must not rerun anything."""
+    if isinstance(obj, dict):
+        return {k: canonical(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, list):
+        return [canonical(v) for v in obj]
+    return obj
+
+
 def recipe(dataset):
     try:
-        return config["sims"][dataset]
+        return canonical(config["sims"][dataset])
     except KeyError:
         raise ValueError(
             f"no simulation recipe named {dataset!r} under sims: (known: {sorted(config['sims'])})"
@@ -38,7 +48,11 @@ def task_shards(ext):
 
 
 def model_options(name):
-    return config["models"].get(name, {})
+    return canonical(config["models"].get(name, {}))
+
+
+def task_config(task):
+    return canonical(config[task])
 
 
 def get_final_output():
