@@ -170,3 +170,28 @@ def test_bad_inputs_get_clear_errors(tmp_path, capsys, model_file, image):
     lonely.write_bytes(model_file[0].read_bytes())
     rc, err = run_cli(capsys, lonely, "--stamps", tmp_path / "two.npz", "-o", tmp_path / "o.parquet")
     assert rc == 2 and "lonely.json is missing" in err
+
+
+@pytest.mark.workflow
+def test_predict_rule(tmp_path, model_file):
+    """Rule predict: a job named in config -> results/predict/{name}.parquet, same numbers as the CLI."""
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    path, stamps = model_file
+    cfg = yaml.safe_load((cf.REPO / "tests" / "configs" / "tiny.yaml").read_text())
+    cfg["predict"] = {"mine": {"model": str(path), "stamps": str(path.parent / "stamps.npz")}}
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    res = subprocess.run([sys.executable, "-m", "snakemake", "results/predict/mine.parquet", "-s",
+                          str(cf.REPO / "workflow" / "Snakefile"), "-d", str(tmp_path / "run"), "--configfile",
+                          str(tmp_path / "c.yaml"), "--cores", "1"], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(cf.REPO / "scripts")})
+    assert res.returncode == 0, res.stderr[-3000:]
+    from deepsky import train
+
+    model, meta = train.load_model(path)
+    got = pd.read_parquet(tmp_path / "run" / "results" / "predict" / "mine.parquet")
+    np.testing.assert_allclose(got["pred"], tasks.predict_task(model, meta, stamps)["pred"], rtol=1e-6)

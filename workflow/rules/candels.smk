@@ -69,6 +69,6 @@ rule candels_cutouts:
         mem_mb=4000,
         runtime=30,
     params:
-        cfg=config["candels"],
+        cfg=canonical(config["candels"]),
     script:
         "../../scripts/candels_cutouts.py"

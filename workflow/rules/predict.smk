@@ -17,6 +17,6 @@ rule predict:
         mem_mb=4000,
         runtime=30,
     params:
-        job=lambda wc: predict_job(wc.name),
+        job=lambda wc: canonical(predict_job(wc.name)),
     script:
         "../../scripts/predict.py"
