@@ -24,6 +24,14 @@ def recipe(dataset):
         )
 
 
+#: library modules a recipe kind needs beyond sims.py (declared as inputs of its simulate jobs only)
+RECIPE_MODULES = {"hst_bulge_disk": ["sims_hst"]}
+
+
+def recipe_lib(dataset):
+    return lib("sims", "io", *RECIPE_MODULES.get(recipe(dataset)["kind"], []))
+
+
 def shard_files(dataset, ext):
     n = recipe(dataset)["shards"]
     return [f"results/sims/{dataset}/shard{i:04d}.{ext}" for i in range(n)]

@@ -1,0 +1,1 @@
+"""HST-like bulge+disk target domain (placeholder, filled in below)."""
