@@ -28,6 +28,8 @@ io.write_json(out.metrics, report)
 o = report["overall"]
 log.info(f"{meta['strategy']} n={meta['budget']}: median|dR|/R={o['median_abs_rel']:.3f} bias={o['bias']:+.3f} "
          f"on {len(cat)} target test stamps")
-plots.pred_vs_true(table["true"], table["pred"], table["snr"], "S/N", out.pred_vs_true,
+has_snr = "snr" in table and table["snr"].notna().all() and (table["snr"] > 0).all()
+colour, colour_label = (table["snr"], "S/N") if has_snr else (table["true"], "reference R_e [arcsec]")
+plots.pred_vs_true(table["true"], table["pred"], colour, colour_label, out.pred_vs_true,
                    f"{meta['strategy']}, {meta['budget']} target labels: median |dR|/R = {o['median_abs_rel']:.3f}, "
                    f"bias = {o['bias']:+.3f}")

@@ -229,6 +229,8 @@ def markdown_table(table: pd.DataFrame, floatfmt: str = ".4f") -> str:
 
 def size_report(pred: pd.DataFrame, cat: pd.DataFrame) -> dict:
     """``tasks.size_report`` plus metrics split by bulge fraction and by neighbours (where present)."""
+    if "snr" not in cat:  # e.g. a live catalogue without S/N: the S/N > 20 cut is then empty
+        cat = cat.assign(snr=np.nan)
     out = tasks.size_report(pred, cat)
     true, p = cat["r_e_arcsec"].to_numpy(), pred["pred"].to_numpy()
     if "bulge_fraction" in cat:

@@ -15,9 +15,19 @@ def lib(*modules):
     return [str(LIB / f"{m}.py") for m in modules]
 
 
+def canonical(obj):
+    """Dict params with keys sorted at every level: Snakemake compares params by their text, so
+    reordering keys in a config file must not rerun anything."""
+    if isinstance(obj, dict):
+        return {k: canonical(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, list):
+        return [canonical(v) for v in obj]
+    return obj
+
+
 def recipe(dataset):
     try:
-        return config["sims"][dataset]
+        return canonical(config["sims"][dataset])
     except KeyError:
         raise ValueError(
             f"no simulation recipe named {dataset!r} under sims: (known: {sorted(config['sims'])})"
@@ -46,7 +56,11 @@ def task_shards(ext):
 
 
 def model_options(name):
-    return config["models"].get(name, {})
+    return canonical(config["models"].get(name, {}))
+
+
+def task_config(task):
+    return canonical(config[task])
 
 
 def get_final_output():
@@ -54,14 +68,75 @@ def get_final_output():
     return [f"results/size/metrics/{m}.json" for m in config["size"]["models"]]
 
 
+# --------------------------------------------------------------------------- CANDELS (live target)
+def candels_catalogue_path():
+    slug = "".join(
+        c if c.isalnum() else "_" for c in config["candels"]["catalog"]
+    ).strip("_")
+    return f"resources/candels/{slug}.parquet"
+
+
+def candels_mosaic_path():
+    """Local mosaic file: the configured path, or where the configured URL is downloaded to."""
+    src = config["candels"]["mosaic"]
+    if not src:
+        raise ValueError(
+            "candels.mosaic is not set: give a local path or URL of a CANDELS F160W mosaic, "
+            "or use the offline target (transfer.target: simulated_hst)"
+        )
+    if "://" in src:
+        return f"resources/candels/mosaic/{Path(src.split('?')[0]).name}"
+    return src
+
+
+def candels_mosaic_url(name):
+    src = config["candels"]["mosaic"] or ""
+    if "://" not in src or Path(src.split("?")[0]).name != name:
+        raise ValueError(
+            f"resources/candels/mosaic/{name} is not the configured candels.mosaic URL {src!r}"
+        )
+    return src
+
+
+def candels_shards(ext):
+    return [
+        f"results/sims/candels/shard{i:04d}.{ext}"
+        for i in range(config["candels"]["shards"])
+    ]
+
+
+# --------------------------------------------------------------------------- predict
+def predict_job(name):
+    try:
+        return config["predict"][name]
+    except KeyError:
+        raise ValueError(
+            f"no prediction job named {name!r} under predict: (known: {sorted(config['predict'])})"
+        )
+
+
+def predict_inputs(wc):
+    job = predict_job(wc.name)
+    files = {
+        "model": job["model"],
+        "meta": str(Path(job["model"]).with_suffix(".json")),
+    }
+    if job.get("stamps"):
+        files["stamps"] = job["stamps"]
+    if job.get("images"):
+        files["images"] = job["images"]
+    if job.get("catalogue"):
+        files["catalogue"] = job["catalogue"]
+    return files
+
+
 # ---------------------------------------------------------------- transfer (workflow/rules/transfer.smk)
 def _simulated_hst_files(ext):
     return shard_files(config["transfer"]["dataset"], ext)
 
 
-#: transfer.target -> function(ext) giving the target's shard files (the live CANDELS path adds
-#: its own entry, e.g. TRANSFER_TARGETS["candels"] = ..., from its .smk)
-TRANSFER_TARGETS = {"simulated_hst": _simulated_hst_files}
+#: transfer.target -> function(ext) giving the target's shard files (same format for both)
+TRANSFER_TARGETS = {"simulated_hst": _simulated_hst_files, "candels": candels_shards}
 
 
 def transfer_target_files(ext):
