@@ -31,8 +31,17 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage, special
 
-from .sims import (SIMULATORS, flux_for_snr, log_uniform, make_psf, psf_half_light_radius, sersic_b,
-                   shard_rng, stamp_seed)
+from .sims import (SIMULATORS, dataset_key, flux_for_snr, log_uniform, make_psf, psf_half_light_radius,
+                   sersic_b, stamp_seed)
+
+
+def shard_rng(seed: int, dataset: str, shard: int) -> np.random.Generator:
+    """numpy Generator for the parameter table of one shard (seeded by seed, dataset, shard).
+
+    Unlike the ``sersic`` recipe (per-stamp uniforms), the table is drawn per shard: changing
+    ``per_shard`` redraws every stamp of the shard rather than appending stamps.
+    """
+    return np.random.default_rng(np.random.SeedSequence([seed, dataset_key(dataset), shard]))
 
 
 # --------------------------------------------------------------------------- labels

@@ -149,7 +149,10 @@ def transfer_target_files(ext):
                 f"transfer.target: {target!r} has no shard source in this workflow "
                 f"(available: {sorted(TRANSFER_TARGETS)})"
             )
-        if target == "simulated_hst" and config["transfer"]["dataset"] not in config["sims"]:
+        if (
+            target == "simulated_hst"
+            and config["transfer"]["dataset"] not in config["sims"]
+        ):
             raise ValueError(
                 f"transfer.dataset: no simulation recipe named "
                 f"{config['transfer']['dataset']!r} under sims: (known: {sorted(config['sims'])})"

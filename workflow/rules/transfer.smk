@@ -9,15 +9,15 @@ rule transfer_split:
         lib=lib("transfer", "io"),
     output:
         "results/transfer/split.parquet",
-    params:
-        test_size=config["transfer"]["test_size"],
-        max_budget=max(config["transfer"]["budgets"]),
-        seed=config["seed"],
     log:
         "results/logs/transfer/split.log",
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        test_size=config["transfer"]["test_size"],
+        max_budget=max(config["transfer"]["budgets"]),
+        seed=config["seed"],
     script:
         "../../scripts/transfer_split.py"
 
@@ -34,23 +34,23 @@ rule transfer_fit:
         model="results/transfer/{strategy}/n{budget}/model.keras",
         meta="results/transfer/{strategy}/n{budget}/model.json",
         history="results/transfer/{strategy}/n{budget}/history.parquet",
-    params:
-        cfg=config["transfer"],
-        seed=config["seed"],
-        # resumable epoch checkpoints: undeclared scratch, removed when the job succeeds
-        scratch=lambda wc: f"results/.scratch/transfer/{wc.strategy}/n{wc.budget}",
-    wildcard_constraints:
-        strategy="zeroshot|head|full|scratch",
-        budget=r"\d+",
     log:
         "results/logs/transfer/{strategy}/n{budget}/fit.log",
     benchmark:
         "results/benchmarks/transfer/{strategy}/n{budget}/fit.tsv"
+    wildcard_constraints:
+        strategy="zeroshot|head|full|scratch",
+        budget=r"\d+",
     threads: 2
     resources:
         gpu=1,
         mem_mb=6000,
         runtime=60,
+    params:
+        cfg=config["transfer"],
+        seed=config["seed"],
+        # resumable epoch checkpoints: undeclared scratch, removed when the job succeeds
+        scratch=lambda wc: f"results/.scratch/transfer/{wc.strategy}/n{wc.budget}",
     script:
         "../../scripts/transfer_fit.py"
 
@@ -71,13 +71,13 @@ rule transfer_evaluate:
             category="transfer",
             subcategory="{strategy}",
         ),
-    wildcard_constraints:
-        strategy="zeroshot|head|full|scratch",
-        budget=r"\d+",
     log:
         "results/logs/transfer/{strategy}/n{budget}/evaluate.log",
     benchmark:
         "results/benchmarks/transfer/{strategy}/n{budget}/evaluate.tsv"
+    wildcard_constraints:
+        strategy="zeroshot|head|full|scratch",
+        budget=r"\d+",
     threads: 2
     resources:
         mem_mb=4000,
@@ -103,12 +103,12 @@ rule transfer_summary:
             caption="../report/transfer_budget.rst",
             category="transfer",
         ),
+    log:
+        "results/logs/transfer/summary.log",
     params:
         claim_budget=config["transfer"]["claim_budget"],
         target=config["transfer"]["target"],
         base_model=config["transfer"]["base_model"],
-    log:
-        "results/logs/transfer/summary.log",
     script:
         "../../scripts/transfer_summary.py"
 
