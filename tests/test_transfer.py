@@ -30,6 +30,8 @@ def test_target_split_and_nested_budgets():
         seen = set(tr) | set(va)
     with pytest.raises(ValueError, match="largest budget 250"):
         transfer.target_split(ids, 100, 250, seed=5)
+    with pytest.raises(ValueError, match="budget 250 needs 250"):
+        transfer.budget_subsets(split, 250, 0.2, seed=5)
 
 
 def test_repeat_to_fills_an_epoch():

@@ -35,11 +35,12 @@ def check_strategy(strategy: str) -> None:
 
 
 # --------------------------------------------------------------------------- splits
-def target_split(ids, test_size: int, max_budget: int, seed: int) -> pd.DataFrame:
+def target_split(ids, test_size: int, max_budget: int = 0, seed: int = 0) -> pd.DataFrame:
     """Table (id, split, pool_rank): ``test_size`` test stamps, the rest a ranked labelled pool.
 
     ``pool_rank`` is -1 for test stamps and 0, 1, ... for pool stamps (budget n = ranks < n).
-    Raises ValueError when the pool cannot hold the largest budget.
+    Raises ValueError when the pool cannot hold ``max_budget`` (the workflow leaves that check to
+    ``budget_subsets``, so that adding a budget does not rewrite the split).
     """
     ids = pd.Series(ids, dtype="string")
     n = len(ids)
@@ -65,7 +66,9 @@ def budget_subsets(split: pd.DataFrame, budget: int, val_fraction: float, seed: 
     rank = split["pool_rank"].to_numpy()
     pool = np.flatnonzero((rank >= 0) & (rank < budget))
     if len(pool) != budget:
-        raise ValueError(f"budget {budget} needs {budget} pool stamps, the split has {len(pool)}")
+        raise ValueError(f"transfer.budgets: budget {budget} needs {budget} labelled target stamps but only "
+                         f"{len(pool)} are left after transfer.test_size; simulate more target stamps or "
+                         "lower the budget")
     pool = pool[np.argsort(rank[pool])]
     n_val = max(1, int(round(val_fraction * budget)))
     if n_val >= budget:

@@ -166,6 +166,20 @@ def transfer_base_model():
     return f"results/size/models/{config['transfer']['base_model']}.keras"
 
 
+def transfer_fit_cfg(strategy):
+    """The transfer settings one fit depends on (so adding a budget or retuning another strategy
+    does not rerun it)."""
+    t = config["transfer"]
+    if strategy == "zeroshot":
+        return {}
+    return {
+        "val_fraction": t["val_fraction"],
+        "min_epoch_samples": t["min_epoch_samples"],
+        "train": t["train"],
+        "learning_rate": {strategy: t["learning_rate"][strategy]},
+    }
+
+
 def transfer_runs():
     """(strategy, budget) pairs of the comparison: zero-shot once (budget 0), the others per budget."""
     runs = []

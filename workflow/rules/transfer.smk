@@ -16,7 +16,6 @@ rule transfer_split:
         runtime=10,
     params:
         test_size=config["transfer"]["test_size"],
-        max_budget=max(config["transfer"]["budgets"]),
         seed=config["seed"],
     script:
         "../../scripts/transfer_split.py"
@@ -47,7 +46,7 @@ rule transfer_fit:
         mem_mb=6000,
         runtime=60,
     params:
-        cfg=config["transfer"],
+        cfg=lambda wc: transfer_fit_cfg(wc.strategy),
         seed=config["seed"],
         # resumable epoch checkpoints: undeclared scratch, removed when the job succeeds
         scratch=lambda wc: f"results/.scratch/transfer/{wc.strategy}/n{wc.budget}",
