@@ -235,3 +235,7 @@ def simulate_shard(recipe: dict, seed: int, dataset: str, shard: int, progress=N
     except KeyError:
         raise ValueError(f"sims.{dataset}.kind: unknown recipe kind {kind!r}; known: {sorted(SIMULATORS)}") from None
     return sim(recipe, seed, dataset, shard, progress=progress)
+
+
+# Recipes living in their own modules register themselves in SIMULATORS on import.
+from . import stargal  # noqa: E402,F401  (kind 'stargal': SDSS-like ugriz stars and galaxies)
