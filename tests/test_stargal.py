@@ -47,6 +47,10 @@ def test_shard_is_deterministic_and_seeded(small_shard):
     assert not np.array_equal(images, other_images)
     other_shard, _ = sims.simulate_shard(rec, 11, "stargal", 4)
     assert not np.array_equal(images, other_shard)
+    # stamp i is a function of (seed, dataset, shard, i): a shorter shard is a prefix of a longer one
+    short_images, short_cat = sims.simulate_shard({**rec, "per_shard": 25}, 11, "stargal", 3)
+    np.testing.assert_array_equal(short_images, images[:25])
+    pd.testing.assert_frame_equal(short_cat, cat.iloc[:25])
 
 
 def test_shard_format_and_catalogue_columns(small_shard):

@@ -102,7 +102,7 @@ def preprocess(images: np.ndarray, spec: dict, psf_fwhm=None) -> np.ndarray:
     if spec.get("psf_channel", False):
         if psf_fwhm is None:
             raise ValueError("this preprocessing has psf_channel: true but no PSF FWHM was given "
-                             f"(catalogue column {spec.get('psf_column', 'psf_fwhm_arcsec')!r})")
+                             f"(catalogue column {spec.get('psf_column', 'psfFWHM_r')!r})")
         psf = psf_image(psf_fwhm, x.shape[2], spec["pixel_scale"])
         x = np.concatenate([x, psf[:, None]], axis=1)
     if spec.get("layout", "full") == "fovea":

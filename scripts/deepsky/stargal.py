@@ -23,9 +23,10 @@ truth, so the psfMag - cModelMag baseline is as honest as SDSS's own: a centroid
 PSF fluxes from the known PSF, and SDSS-style cModel fluxes from exponential and de Vaucouleurs
 template fits.  Magnitudes are SDSS asinh magnitudes (luptitudes) with SDSS's softening per band.
 
-Every stamp is a pure function of (seed, dataset, shard, index): the shard's parameter table comes
-from ``sims.shard_rng`` and each stamp's noise from a numpy generator seeded with
-``sims.stamp_seed(seed, dataset, shard, index)``.
+Every stamp is a pure function of (seed, dataset, shard, index): its parameters come from its own
+generator (``RowRNG``), its field's conditions from the field's own generator (field = index //
+per_field), and its noise from a numpy generator seeded with ``sims.stamp_seed(seed, dataset, shard,
+index)``; growing ``per_shard`` appends stamps and leaves the existing ones unchanged.
 """
 
 from __future__ import annotations
@@ -91,6 +92,34 @@ def sky_nmgy_per_pixel(sky_mag_arcsec2, pixel_scale: float) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- parameters
+class RowRNG:
+    """A stand-in for ``numpy.random.Generator`` whose draws of size n (or (n, k)) come one row at a
+    time from each row's own generator, seeded with (seed, crc32(dataset), shard, row, stream).
+
+    Row i then depends only on (seed, dataset, shard, i): growing ``per_shard`` appends stamps and
+    leaves the existing ones unchanged.  Every call draws for every row (``np.where`` branches
+    included), so each row's generator sees the same sequence of calls whatever the shard size.
+    """
+
+    def __init__(self, seed: int, dataset: str, shard: int, rows, stream: int):
+        key = sims.dataset_key(dataset)
+        self.gens = [np.random.default_rng(np.random.SeedSequence([seed, key, shard, int(i), stream])) for i in rows]
+
+    def _draw(self, method: str, size, *args) -> np.ndarray:
+        n = len(self.gens)
+        shape = tuple(size) if isinstance(size, tuple) else (n if size is None else int(size),)
+        if shape[0] != n:
+            raise ValueError(f"RowRNG draws one row per generator ({n}), asked for {shape}")
+        k = shape[1:] or None
+        return np.array([getattr(g, method)(*args, size=k) for g in self.gens], dtype=float).reshape(shape)
+
+    def uniform(self, low=0.0, high=1.0, size=None) -> np.ndarray:
+        return self._draw("uniform", size, low, high)
+
+    def normal(self, loc=0.0, scale=1.0, size=None) -> np.ndarray:
+        return self._draw("normal", size, loc, scale)
+
+
 def power_law_mags(rng: np.random.Generator, lo: float, hi: float, slope: float, size: int) -> np.ndarray:
     """Magnitudes with number counts dN/dm ~ 10**(slope m) on [lo, hi] (inverse-CDF draw)."""
     u = rng.uniform(0.0, 1.0, size)
@@ -109,7 +138,7 @@ def stellar_colours(rng: np.random.Generator, size: int, scatter: float) -> np.n
     return cols + rng.normal(0.0, scatter, (size, 4))
 
 
-def draw_fields(recipe: dict, rng: np.random.Generator, n_fields: int) -> pd.DataFrame:
+def draw_fields(recipe: dict, rng, n_fields: int) -> pd.DataFrame:
     """Observing conditions of each field: seeing (arcsec), PSF shear, sky (mag/arcsec^2) per band."""
     see = recipe["seeing"]
     fwhm = np.clip(see["median"] * np.exp(rng.normal(0.0, see["sigma_ln"], n_fields)), see["min"], see["max"])
@@ -136,8 +165,11 @@ def draw_stargal_params(recipe: dict, seed: int, dataset: str, shard: int) -> tu
     n = int(recipe["per_shard"])
     per_field = int(recipe["per_field"])
     n_fields = -(-n // per_field)
-    rng = sims.shard_rng(seed, dataset, shard)
-    fields = draw_fields(recipe, rng, n_fields)
+    field_rng = RowRNG(seed, dataset, shard, range(n_fields), stream=2)
+    fields = draw_fields(recipe, field_rng, n_fields)
+    ra0 = field_rng.uniform(120.0, 240.0, n_fields)
+    dec0 = field_rng.uniform(-5.0, 60.0, n_fields)
+    rng = RowRNG(seed, dataset, shard, range(n), stream=1)
     field_idx = np.arange(n) // per_field
 
     is_star = rng.uniform(size=n) < recipe["star_fraction"]
@@ -184,8 +216,6 @@ def draw_stargal_params(recipe: dict, seed: int, dataset: str, shard: int) -> tu
     obj = np.arange(n) % per_field + 1
     objid = ((np.int64(1) << 59) | (np.int64(301) << 48) | (np.int64(run) << 32)
              | (camcol.astype(np.int64) << 29) | (field_no.astype(np.int64) << 16) | obj.astype(np.int64))
-    ra0 = rng.uniform(120.0, 240.0, n_fields)
-    dec0 = rng.uniform(-5.0, 60.0, n_fields)
     ra = ra0[field_idx] + rng.uniform(-0.1, 0.1, n) / np.cos(np.radians(dec0[field_idx]))
     dec = dec0[field_idx] + rng.uniform(-0.07, 0.07, n)
 
@@ -212,6 +242,8 @@ def draw_stargal_params(recipe: dict, seed: int, dataset: str, shard: int) -> tu
         **{f"_fd_{b}": f_disk[:, j] for j, b in enumerate(BANDS)},
     })
     cat["psf_fwhm_arcsec"] = fields["fwhm_r"].to_numpy()[field_idx]
+    for b in BANDS:  # as SDSS PhotoObj's psfFWHM_<band> (arcsec)
+        cat[f"psfFWHM_{b}"] = cat["psf_fwhm_arcsec"] * (WAVELENGTH_NM[b] / WAVELENGTH_NM["r"]) ** recipe["chromatic_index"]
     for b in BANDS:
         cat[f"sky_{b}"] = fields[f"sky_{b}"].to_numpy()[field_idx]
     cat["pixel_scale"] = float(recipe["pixel_scale"])

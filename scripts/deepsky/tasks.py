@@ -141,9 +141,11 @@ def psf_fwhm(cat: pd.DataFrame | None, spec: dict):
     """The per-stamp PSF FWHM (arcsec) a ``psf_channel`` preprocessing needs, else None."""
     if not spec.get("psf_channel", False):
         return None
-    col = spec.get("psf_column", "psf_fwhm_arcsec")
+    col = spec.get("psf_column", "psfFWHM_r")
     if cat is None or col not in cat:
-        raise ValueError(f"the model's preprocessing needs the catalogue column {col!r} (PSF FWHM, arcsec)")
+        raise ValueError(f"the model's preprocessing (psf_channel: true) needs the catalogue column {col!r} "
+                         "(PSF FWHM in arcsec, SDSS PhotoObj psfFWHM_r); add it to the catalogue, name "
+                         "another column in preprocess.psf_column, or set preprocess.psf_channel: false")
     return cat[col].to_numpy(float)
 
 
