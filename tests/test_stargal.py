@@ -181,6 +181,22 @@ def test_binary_task_encode_decode():
         task.encode(np.array(["STAR", "GALAXY"]), t)
 
 
+def test_psf_channel_needs_the_catalogue_column():
+    spec = {"bands": 5, "stamp": 32, "norm": "ref", "ref_band": 2, "stretch": "asinh", "layout": "fovea",
+            "flux_scale": 10.0, "pixel_scale": 0.396, "psf_channel": True, "psf_column": "psfFWHM_r"}
+    x = np.random.default_rng(0).normal(0, 1, (4, 5, 32, 32)).astype(np.float32)
+    cat = pd.DataFrame({"psfFWHM_r": [1.0, 1.2, 1.4, 2.0]})
+    y = data.preprocess(x, spec, psf_fwhm=tasks.psf_fwhm(cat, spec))
+    assert y.shape == (4, 16, 16, 12) and data.input_shape(spec) == (16, 16, 12)
+    # the seeing channel (binned half of the fovea) widens with the FWHM
+    psf_binned = y[..., -1]
+    assert (psf_binned > 0.5).sum(axis=(1, 2))[-1] > (psf_binned > 0.5).sum(axis=(1, 2))[0]
+    with pytest.raises(ValueError, match="psfFWHM_r"):
+        tasks.psf_fwhm(pd.DataFrame({"objID": [1]}), spec)
+    with pytest.raises(ValueError, match="PSF FWHM"):
+        data.preprocess(x, spec)
+
+
 # --------------------------------------------------------------------------- metrics
 def test_roc_and_auc_known_values():
     y = np.array([0, 0, 1, 1])

@@ -15,9 +15,19 @@ def lib(*modules):
     return [str(LIB / f"{m}.py") for m in modules]
 
 
+def canonical(obj):
+    """Dict params with keys sorted at every level: Snakemake compares params by their text, so
+    reordering keys in a config file must not rerun anything."""
+    if isinstance(obj, dict):
+        return {k: canonical(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, list):
+        return [canonical(v) for v in obj]
+    return obj
+
+
 def recipe(dataset):
     try:
-        return config["sims"][dataset]
+        return canonical(config["sims"][dataset])
     except KeyError:
         raise ValueError(
             f"no simulation recipe named {dataset!r} under sims: (known: {sorted(config['sims'])})"
@@ -25,8 +35,10 @@ def recipe(dataset):
 
 
 def recipe_modules(dataset):
-    """Library modules of recipe kinds that live outside sims.py."""
-    return {"stargal": ["stargal"]}.get(recipe(dataset)["kind"], [])
+    """Library modules of recipe kinds that live outside sims.py (none for a dataset that is not
+    simulated, e.g. the sdss cutouts, which sdss.smk makes)."""
+    kind = config["sims"].get(dataset, {}).get("kind")
+    return {"stargal": ["stargal"]}.get(kind, [])
 
 
 def shard_files(dataset, ext):
@@ -77,7 +89,7 @@ def task_recipe(task):
 
 def task_train(task):
     """The train: section with the task's own overrides (e.g. stargal.train) on top."""
-    return {**config["train"], **config[task].get("train", {})}
+    return canonical({**config["train"], **config[task].get("train", {})})
 
 
 def stargal_params():
@@ -92,7 +104,11 @@ def stargal_params():
 
 
 def model_options(name):
-    return config["models"].get(name, {})
+    return canonical(config["models"].get(name, {}))
+
+
+def task_config(task):
+    return canonical(config[task])
 
 
 def get_final_output():
@@ -101,3 +117,65 @@ def get_final_output():
     return [f"results/size/metrics/{m}.json" for m in config["size"]["models"]] + [
         f"results/stargal/metrics/{m}.json" for m in config["stargal"]["models"]
     ]
+
+
+# --------------------------------------------------------------------------- CANDELS (live target)
+def candels_catalogue_path():
+    slug = "".join(
+        c if c.isalnum() else "_" for c in config["candels"]["catalog"]
+    ).strip("_")
+    return f"resources/candels/{slug}.parquet"
+
+
+def candels_mosaic_path():
+    """Local mosaic file: the configured path, or where the configured URL is downloaded to."""
+    src = config["candels"]["mosaic"]
+    if not src:
+        raise ValueError(
+            "candels.mosaic is not set: give a local path or URL of a CANDELS F160W mosaic, "
+            "or use the offline target (transfer.target: simulated_hst)"
+        )
+    if "://" in src:
+        return f"resources/candels/mosaic/{Path(src.split('?')[0]).name}"
+    return src
+
+
+def candels_mosaic_url(name):
+    src = config["candels"]["mosaic"] or ""
+    if "://" not in src or Path(src.split("?")[0]).name != name:
+        raise ValueError(
+            f"resources/candels/mosaic/{name} is not the configured candels.mosaic URL {src!r}"
+        )
+    return src
+
+
+def candels_shards(ext):
+    return [
+        f"results/sims/candels/shard{i:04d}.{ext}"
+        for i in range(config["candels"]["shards"])
+    ]
+
+
+# --------------------------------------------------------------------------- predict
+def predict_job(name):
+    try:
+        return config["predict"][name]
+    except KeyError:
+        raise ValueError(
+            f"no prediction job named {name!r} under predict: (known: {sorted(config['predict'])})"
+        )
+
+
+def predict_inputs(wc):
+    job = predict_job(wc.name)
+    files = {
+        "model": job["model"],
+        "meta": str(Path(job["model"]).with_suffix(".json")),
+    }
+    if job.get("stamps"):
+        files["stamps"] = job["stamps"]
+    if job.get("images"):
+        files["images"] = job["images"]
+    if job.get("catalogue"):
+        files["catalogue"] = job["catalogue"]
+    return files

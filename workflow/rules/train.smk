@@ -8,7 +8,7 @@ rule split:
     output:
         "results/{task}/split.parquet",
     params:
-        fractions=lambda wc: config[wc.task]["split"],
+        fractions=lambda wc: task_config(wc.task)["split"],
         seed=config["seed"],
     log:
         "results/logs/split/{task}.log",
@@ -31,7 +31,7 @@ rule train:
         history="results/{task}/models/{model}.history.parquet",
         timing="results/benchmarks/train/{task}/{model}.timing.json",
     params:
-        task_cfg=lambda wc: config[wc.task],
+        task_cfg=lambda wc: task_config(wc.task),
         recipe=lambda wc: task_recipe(wc.task),
         model_name=lambda wc: wc.model,
         model_opts=lambda wc: model_options(wc.model),
