@@ -137,7 +137,7 @@ def purity_completeness(by_mag: dict, path, title: str, mag_label: str = "r [mag
             for what, ls in styles.items():
                 ax.plot(x, [_num(r[f"{cls}_{what}"]) for r in rows], f"C{k}{ls}", marker="o", ms=3,
                         label=f"{method} {what}")
-        ax.set(xlabel=mag_label, title=f"{cls}s", ylim=(None, 1.005))
+        ax.set(xlabel=mag_label, title={"star": "stars", "galaxy": "galaxies"}[cls], ylim=(None, 1.005))
         ax.legend(loc="lower left", fontsize=7)
     axes[0].set_ylabel("purity / completeness")
     fig.suptitle(title)

@@ -48,18 +48,18 @@ rule evaluate_stargal:
             category="{task}",
             subcategory="{model}",
         ),
-    params:
-        seed=config["seed"],
-        **stargal_params(),
-    wildcard_constraints:
-        task="stargal",
     log:
         "results/logs/evaluate/{task}/{model}.log",
     benchmark:
         "results/benchmarks/evaluate/{task}/{model}.tsv"
+    wildcard_constraints:
+        task="stargal",
     threads: 2
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        **stargal_params(),
+        seed=config["seed"],
     script:
         "../../scripts/evaluate.py"
