@@ -77,7 +77,7 @@ def task_shards(ext):
 
 
 def task_recipe(task):
-    """Stamp geometry of a task's data: the simulation recipe, or SDSS cutouts (48 px, 0.396"/px)."""
+    """Stamp geometry of a task's data: the simulation recipe, or the SDSS cutouts (sdss.stamp, sdss.pixel_scale)."""
     if task_source(task) == "sdss":
         sdss = config["sdss"]
         return {
