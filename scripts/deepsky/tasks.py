@@ -106,6 +106,8 @@ def train_task(task_name: str, images: np.ndarray, cat: pd.DataFrame, split: pd.
     y = task.encode(cat[task.label], target)
     log(f"{task_name}/{model_name}: {tr.sum()} train, {va.sum()} validation stamps, input {x.shape[1:]}")
     train.configure_determinism(seed)
+    train.configure_precision(train_cfg.get("precision", "float32"))
+    log(train.device_summary())
     model = models.build(model_name, data.input_shape(spec), task.outputs, **model_opts)
     log(f"{model_name}: {model.count_params()} parameters")
     t0 = time.perf_counter()
