@@ -112,11 +112,21 @@ def task_config(task):
 
 
 def get_final_output():
-    """What `snakemake` with no target builds: metrics and plots of every configured size and
-    star/galaxy model."""
-    return [f"results/size/metrics/{m}.json" for m in config["size"]["models"]] + [
-        f"results/stargal/metrics/{m}.json" for m in config["stargal"]["models"]
-    ]
+    """What `snakemake` with no target builds: metrics and plots of every configured size model, and
+    of every star/galaxy model when the config defines that task's data."""
+    out = [f"results/size/metrics/{m}.json" for m in config["size"]["models"]]
+    if stargal_has_data():
+        out += [
+            f"results/stargal/metrics/{m}.json" for m in config["stargal"]["models"]
+        ]
+    return out
+
+
+def stargal_has_data():
+    """Whether the config defines the star/galaxy task's data: the live source, or its simulation
+    recipe (the default config has sims.stargal; a config without one builds only the size task).
+    """
+    return task_source("stargal") == "sdss" or task_dataset("stargal") in config["sims"]
 
 
 # --------------------------------------------------------------------------- CANDELS (live target)
