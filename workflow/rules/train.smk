@@ -33,9 +33,9 @@ rule train:
     params:
         task_cfg=lambda wc: config[wc.task],
         recipe=lambda wc: recipe(task_dataset(wc.task)),
-        model_name=lambda wc: wc.model,
+        model_name=lambda wc: model_arch(wc.model),
         model_opts=lambda wc: model_options(wc.model),
-        train_cfg=config["train"],
+        train_cfg=lambda wc: model_train_config(wc.model),
         seed=config["seed"],
         # resumable epoch checkpoints: undeclared scratch, removed when the job succeeds
         scratch=lambda wc: f"results/.scratch/train/{wc.task}/{wc.model}",
@@ -59,7 +59,7 @@ rule evaluate:
         split="results/{task}/split.parquet",
         model="results/{task}/models/{model}.keras",
         history="results/{task}/models/{model}.history.parquet",
-        lib=lib("metrics", "plots", "tasks", "data", "train", "io"),
+        lib=lib("metrics", "plots", "tasks", "data", "train", "io", "models", "uncertainty"),
     output:
         metrics="results/{task}/metrics/{model}.json",
         predictions="results/{task}/predictions/{model}.parquet",
