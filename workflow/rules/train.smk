@@ -90,6 +90,8 @@ rule evaluate:
         ),
     params:
         seed=config["seed"],
+        # (architecture, options, training config): quoted in the report's figure captions
+        model_config=lambda wc: resolve_model(wc.model),
     log:
         "results/logs/evaluate/{task}/{model}.log",
     benchmark:
