@@ -14,9 +14,9 @@ Conventions (units matter):
 * fluxes and images are in electrons (gain 1), sky-subtracted, with the Poisson noise of source and
   sky.
 
-Every stamp is a pure function of (seed, dataset, shard, index): the per-shard parameter table is
-drawn from ``numpy.random.SeedSequence([seed, crc32(dataset), shard])`` and each stamp's photons
-and noise from its own ``galsim.BaseDeviate`` seeded with (seed, dataset, shard, index).  Stamps
+Every stamp is a pure function of (seed, dataset, shard, index): its parameters are drawn from
+``numpy.random.SeedSequence([seed, crc32(dataset), shard, index, 1])`` and its photons and noise
+from its own ``galsim.BaseDeviate`` seeded from (seed, dataset, shard, index).  Stamps
 are *drawn* in order of Sersic index (GalSim keeps a small cache of Sersic profiles per n) but
 stored in index order, so the result does not depend on processing order or process count.
 """
@@ -40,11 +40,6 @@ galsim.errors.raise_fft_size_error = True
 def dataset_key(dataset: str) -> int:
     """Stable 32-bit integer for a dataset name (CRC-32 of its UTF-8 bytes)."""
     return zlib.crc32(dataset.encode("utf-8"))
-
-
-def shard_rng(seed: int, dataset: str, shard: int) -> np.random.Generator:
-    """numpy Generator for the parameter table of one shard."""
-    return np.random.default_rng(np.random.SeedSequence([seed, dataset_key(dataset), shard]))
 
 
 def stamp_seed(seed: int, dataset: str, shard: int, index: int) -> int:
@@ -120,6 +115,11 @@ def flux_for_snr(snr, r_e, psf_hlr, pixel_scale, sky):
 
 
 # --------------------------------------------------------------------------- Sersic recipe
+def stamp_uniforms(seed: int, dataset: str, shard: int, index: int, k: int) -> np.ndarray:
+    """k uniform [0, 1) draws that belong to one stamp alone (independent of the shard's length)."""
+    return np.random.default_rng(np.random.SeedSequence([seed, dataset_key(dataset), shard, index, 1])).random(k)
+
+
 def draw_sersic_params(recipe: dict, seed: int, dataset: str, shard: int) -> pd.DataFrame:
     """Parameter table of one shard of single-Sersic galaxies (documented distributions).
 
@@ -129,22 +129,30 @@ def draw_sersic_params(recipe: dict, seed: int, dataset: str, shard: int) -> pd.
     * axis ratio q: uniform on [q.min, q.max]; position angle uniform on [0, 180) deg;
     * aperture S/N (see ``flux_for_snr``): log-uniform on [snr.min, snr.max];
     * centre offset: uniform in +-``offset_px`` pixels on each axis.
+
+    Row i depends only on (seed, dataset, shard, i): growing ``per_shard`` appends stamps and
+    leaves the existing ones unchanged.
     """
     n_stamps = int(recipe["per_shard"])
-    rng = shard_rng(seed, dataset, shard)
     scale = float(recipe["pixel_scale"])
     n_cfg, re_cfg, q_cfg, snr_cfg = recipe["sersic_n"], recipe["r_e"], recipe["q"], recipe["snr"]
+    u = np.array([stamp_uniforms(seed, dataset, shard, i, 7) for i in range(n_stamps)]).reshape(n_stamps, 7)
 
-    n_raw = rng.uniform(n_cfg["min"], n_cfg["max"], n_stamps)
+    def lin(x, lo, hi):
+        return lo + (hi - lo) * x
+
+    def loglin(x, lo, hi):
+        return np.exp(lin(x, np.log(lo), np.log(hi)))
+
     step = n_cfg["step"]
-    n = np.clip(np.round(n_raw / step) * step, n_cfg["min"], n_cfg["max"]).round(6)
-    r_e = log_uniform(rng, re_cfg["min"], re_cfg["max"], n_stamps)
-    q = rng.uniform(q_cfg["min"], q_cfg["max"], n_stamps)
-    pa = rng.uniform(0.0, 180.0, n_stamps)
-    snr = log_uniform(rng, snr_cfg["min"], snr_cfg["max"], n_stamps)
+    n = np.clip(np.round(lin(u[:, 0], n_cfg["min"], n_cfg["max"]) / step) * step, n_cfg["min"], n_cfg["max"]).round(6)
+    r_e = loglin(u[:, 1], re_cfg["min"], re_cfg["max"])
+    q = lin(u[:, 2], q_cfg["min"], q_cfg["max"])
+    pa = lin(u[:, 3], 0.0, 180.0)
+    snr = loglin(u[:, 4], snr_cfg["min"], snr_cfg["max"])
     off = float(recipe["offset_px"])
-    dx = rng.uniform(-off, off, n_stamps)
-    dy = rng.uniform(-off, off, n_stamps)
+    dx = lin(u[:, 5], -off, off)
+    dy = lin(u[:, 6], -off, off)
 
     psf = make_psf(recipe["psf"])
     psf_hlr = psf_half_light_radius(psf)
@@ -221,6 +229,37 @@ def simulate_sersic_shard(recipe: dict, seed: int, dataset: str, shard: int,
         if progress is not None:
             progress(done, len(cat))
     return images, cat
+
+
+def half_light_check(n: float, r_e: float, q: float, pa_deg: float, aperture: float = 1.0,
+                     photons: int = 2_000_000, seed: int = 1234) -> float:
+    """Fraction of a noiseless, PSF-free rendering inside the label's half-light ellipse.
+
+    The galaxy is built exactly as the simulation builds it (``sersic_galaxy``), drawn by photon
+    shooting (the exact light distribution, no pixel response, ``photons`` photons of equal flux)
+    on a grid of b/25 pixels, and summed inside the ellipse a = aperture*r_e/sqrt(q),
+    b = aperture*r_e*sqrt(q) at position angle pa.  A true label gives 0.5 (statistical error
+    ~0.5/sqrt(photons)).
+    """
+    gal = sersic_galaxy(n, r_e, q, pa_deg, flux=1.0)
+    a, b = aperture * r_e / np.sqrt(q), aperture * r_e * np.sqrt(q)
+    scale = b / 25.0
+    size = int(2 * 1.1 * a / scale) + 2
+    image = galsim.ImageD(size, size, scale=scale)
+    gal.drawImage(image, method="phot", n_photons=photons, poisson_flux=False, rng=galsim.BaseDeviate(seed))
+    y, x = (np.mgrid[:size, :size] - (size - 1) / 2.0) * scale
+    t = np.radians(pa_deg)
+    u = x * np.cos(t) + y * np.sin(t)
+    v = -x * np.sin(t) + y * np.cos(t)
+    return float(image.array[(u / a) ** 2 + (v / b) ** 2 <= 1.0].sum())  # total flux is 1
+
+
+def stamp_containment(n: float, r_e: float, recipe: dict, photons: int = 1_000_000, seed: int = 99) -> float:
+    """Fraction of a PSF-convolved galaxy's light that lands inside the recipe's stamp (round galaxy)."""
+    obj = galsim.Convolve(sersic_galaxy(n, r_e, 1.0, 0.0, flux=1.0), make_psf(recipe["psf"]))
+    image = galsim.ImageD(recipe["stamp"], recipe["stamp"], scale=recipe["pixel_scale"])
+    obj.drawImage(image, method="phot", n_photons=photons, poisson_flux=False, rng=galsim.BaseDeviate(seed))
+    return float(image.array.sum())
 
 
 #: Registry of simulation recipes by ``kind``: each returns (images, catalogue) for one shard.

@@ -20,9 +20,19 @@ def lib(*modules):
     return [str(LIB / f"{m}.py") for m in modules]
 
 
+def canonical(obj):
+    """Dict params with keys sorted at every level: Snakemake compares params by their text, so
+    reordering keys in a config file must not rerun anything."""
+    if isinstance(obj, dict):
+        return {k: canonical(obj[k]) for k in sorted(obj)}
+    if isinstance(obj, list):
+        return [canonical(v) for v in obj]
+    return obj
+
+
 def recipe(dataset):
     try:
-        return config["sims"][dataset]
+        return canonical(config["sims"][dataset])
     except KeyError:
         raise ValueError(
             f"no simulation recipe named {dataset!r} under sims: (known: {sorted(config['sims'])})"
@@ -43,7 +53,11 @@ def task_shards(ext):
 
 
 def model_options(name):
-    return resolve_model(name)[1]
+    return canonical(resolve_model(name)[1])
+
+
+def task_config(task):
+    return canonical(config[task])
 
 
 def resolve_model(name):
@@ -56,7 +70,7 @@ def model_arch(name):
 
 
 def model_train_config(name):
-    return resolve_model(name)[2]
+    return canonical(resolve_model(name)[2])
 
 
 def get_final_output():

@@ -8,7 +8,7 @@ rule split:
     output:
         "results/{task}/split.parquet",
     params:
-        fractions=lambda wc: config[wc.task]["split"],
+        fractions=lambda wc: task_config(wc.task)["split"],
         seed=config["seed"],
     log:
         "results/logs/split/{task}.log",
@@ -31,7 +31,7 @@ rule train:
         history="results/{task}/models/{model}.history.parquet",
         timing="results/benchmarks/train/{task}/{model}.timing.json",
     params:
-        task_cfg=lambda wc: config[wc.task],
+        task_cfg=lambda wc: task_config(wc.task),
         recipe=lambda wc: recipe(task_dataset(wc.task)),
         model_name=lambda wc: model_arch(wc.model),
         model_opts=lambda wc: model_options(wc.model),
@@ -91,7 +91,7 @@ rule evaluate:
     params:
         seed=config["seed"],
         # (architecture, options, training config): quoted in the report's figure captions
-        model_config=lambda wc: resolve_model(wc.model),
+        model_config=lambda wc: canonical(list(resolve_model(wc.model))),
     log:
         "results/logs/evaluate/{task}/{model}.log",
     benchmark:

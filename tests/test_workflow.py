@@ -1,0 +1,75 @@
+"""The workflow end to end on the tiny config, and 'only stale stages rerun'."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import copy_workflow, planned_jobs, run_snakemake, tiny_config
+
+TINY = ["--configfile", "tests/configs/tiny.yaml"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    wf = copy_workflow(tmp_path_factory.mktemp("wf"))
+    run_snakemake(wf, *TINY)
+    return wf
+
+
+def test_run_writes_metrics_model_and_plots(finished):
+    res = finished / "results" / "size"
+    m = json.loads((res / "metrics" / "cnn.json").read_text())
+    for key in ("r2_log", "median_abs_rel", "nmad", "bias", "outlier_frac", "count"):
+        assert key in m["overall"]
+    assert set(m["binned"]) == {"snr", "sersic_n", "r_e_arcsec"}
+    split = pd.read_parquet(res / "split.parquet")
+    assert m["overall"]["count"] == (split["split"] == "test").sum() == m["n_test"] > 0
+    meta = json.loads((res / "models" / "cnn.json").read_text())
+    assert meta["preprocess"]["pixel_scale"] == 0.06 and meta["preprocess"]["stamp"] == 32
+    for plot in ("pred_vs_true", "residuals", "learning_curves", "gallery"):
+        assert (res / "plots" / "cnn" / f"{plot}.png").stat().st_size > 5000
+    pred = pd.read_parquet(res / "predictions" / "cnn.parquet")
+    assert (pred["split"] == "test").all() and (pred["pred"] > 0).all()
+    assert not (finished / "results" / ".scratch" / "train" / "size" / "cnn").exists()
+
+
+def test_second_run_does_nothing(finished):
+    proc = run_snakemake(finished, *TINY, "-n")
+    assert planned_jobs(proc) == {}
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_editing_training_module_reruns_training_and_evaluation_only(finished):
+    lib = finished / "scripts" / "deepsky" / "train.py"
+    before = lib.read_text()
+    st = lib.stat()
+    try:
+        lib.write_text(before + "\n# edited\n")
+        jobs = planned_jobs(run_snakemake(finished, *TINY, "-n"))
+        assert jobs == {"train": 1, "evaluate": 1, "all": 1}
+    finally:
+        lib.write_text(before)
+        os.utime(lib, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def test_changing_a_simulation_parameter_reruns_everything_after_it(finished, tmp_path):
+    cfg = tiny_config()
+    cfg["sims"]["size"]["sky"] = 120.0
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    jobs = planned_jobs(run_snakemake(finished, "--configfile", str(path), "-n"))
+    assert jobs == {"simulate": 2, "split": 1, "train": 1, "evaluate": 1, "all": 1}
+
+
+def test_changing_a_training_parameter_keeps_the_simulations(finished, tmp_path):
+    cfg = tiny_config()
+    cfg["train"]["batch_size"] = 16
+    path = tmp_path / "changed.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    jobs = planned_jobs(run_snakemake(finished, "--configfile", str(path), "-n"))
+    assert jobs == {"train": 1, "evaluate": 1, "all": 1}
