@@ -3,7 +3,6 @@
 # a classic Sersic-fit baseline; Gaussian-head calibration; the leaderboard.  `snakemake study`.
 from snakemake.utils import Paramspace
 
-
 STUDY_TASK = "size"
 
 
@@ -11,8 +10,12 @@ STUDY_TASK = "size"
 # results/benchmarks/train/{task}/{model}.timing.json cannot split a model name into the task.
 wildcard_constraints:
     task=r"[a-z][a-z0-9_]*",
+
+
 STUDY = (
-    Paramspace(deepsky_study.variant_frame(config["study"]), filename_params=["fraction"])
+    Paramspace(
+        deepsky_study.variant_frame(config["study"]), filename_params=["fraction"]
+    )
     if config["study"]["variants"]
     else None
 )
@@ -27,11 +30,6 @@ rule sersic_baseline:
     output:
         fits="results/study/baseline/sersic_fits.parquet",
         summary="results/study/baseline/sersic.json",
-    params:
-        recipe=recipe(task_dataset(STUDY_TASK)),
-        n=config["study"]["baseline"]["n"],
-        max_nfev=config["study"]["baseline"]["max_nfev"],
-        seed=config["seed"],
     log:
         "results/logs/study/sersic_baseline.log",
     benchmark:
@@ -40,6 +38,11 @@ rule sersic_baseline:
     resources:
         mem_mb=2000,
         runtime=120,
+    params:
+        recipe=recipe(task_dataset(STUDY_TASK)),
+        n=config["study"]["baseline"]["n"],
+        max_nfev=config["study"]["baseline"]["max_nfev"],
+        seed=config["seed"],
     script:
         "../../scripts/sersic_baseline.py"
 
@@ -56,13 +59,13 @@ rule calibration:
             category="study",
             subcategory="uncertainty",
         ),
-    params:
-        snr_edges=config["study"]["calibration"]["snr_edges"],
     log:
         "results/logs/study/calibration/{variant}/fraction~{fraction}.log",
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        snr_edges=config["study"]["calibration"]["snr_edges"],
     script:
         "../../scripts/calibration.py"
 
@@ -70,8 +73,12 @@ rule calibration:
 rule study_leaderboard:
     input:
         metrics=lambda wc: study_files("results/{task}/metrics/{model}.json"),
-        train_timing=lambda wc: study_files("results/benchmarks/train/{task}/{model}.timing.json"),
-        eval_timing=lambda wc: study_files("results/benchmarks/evaluate/{task}/{model}.timing.json"),
+        train_timing=lambda wc: study_files(
+            "results/benchmarks/train/{task}/{model}.timing.json"
+        ),
+        eval_timing=lambda wc: study_files(
+            "results/benchmarks/evaluate/{task}/{model}.timing.json"
+        ),
         calibration=lambda wc: study_calibration_files(),
         baseline="results/study/baseline/sersic.json",
         fits="results/study/baseline/sersic_fits.parquet",
@@ -94,23 +101,23 @@ rule study_leaderboard:
             category="study",
             subcategory="classic baseline",
         ),
-    params:
-        entries=lambda wc: study_entries(),
-        calibration_names=lambda wc: study_calibration_names(),
-        compare=config["study"]["baseline"]["compare"],
-        note=deepsky_study.config_note(config["study"], config["train"], config["seed"]),
     log:
         "results/logs/study/leaderboard.log",
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        entries=lambda wc: study_entries(),
+        calibration_names=lambda wc: study_calibration_names(),
+        compare=config["study"]["baseline"]["compare"],
+        note=deepsky_study.config_note(config["study"], config["train"], config["seed"]),
     script:
         "../../scripts/study_leaderboard.py"
 
 
 rule study:
+    default_target: False
     input:
         rules.study_leaderboard.output,
         lambda wc: study_calibration_files(),
-    default_target: False
     localrule: True
