@@ -11,7 +11,7 @@ import importlib
 import sys
 
 #: modules providing sub-commands (each with add_parser(subparsers))
-SUBCOMMANDS: list[str] = []
+SUBCOMMANDS: list[str] = ["predict"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,17 +14,22 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
 def redirect(log_path: str | None) -> logging.Logger:
     """Send stdout/stderr (TensorFlow's chatter included) to ``log_path`` and return a logger.
 
-    Progress lines carry wall-clock time so that long jobs can be followed with ``tail -f``.
+    The logger writes to the log file and also to the console the job was started from, so a user
+    watching ``snakemake`` sees progress (epochs, stamps/s) of long jobs; library noise stays in the
+    log file only.  Lines carry wall-clock time.
     """
+    console = sys.stderr
     if log_path:
         fh = open(log_path, "a", buffering=1)
         sys.stdout = fh
         sys.stderr = fh
     logger = logging.getLogger("deepsky")
     logger.handlers.clear()
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    logger.addHandler(handler)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    for stream in {id(sys.stderr): sys.stderr, id(console): console}.values():
+        handler = logging.StreamHandler(stream)
+        handler.setFormatter(fmt)
+        logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
     return logger

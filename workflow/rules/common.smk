@@ -78,6 +78,67 @@ def get_final_output():
     return [f"results/size/metrics/{m}.json" for m in config["size"]["models"]]
 
 
+# --------------------------------------------------------------------------- CANDELS (live target)
+def candels_catalogue_path():
+    slug = "".join(
+        c if c.isalnum() else "_" for c in config["candels"]["catalog"]
+    ).strip("_")
+    return f"resources/candels/{slug}.parquet"
+
+
+def candels_mosaic_path():
+    """Local mosaic file: the configured path, or where the configured URL is downloaded to."""
+    src = config["candels"]["mosaic"]
+    if not src:
+        raise ValueError(
+            "candels.mosaic is not set: give a local path or URL of a CANDELS F160W mosaic, "
+            "or use the offline target (transfer.target: simulated_hst)"
+        )
+    if "://" in src:
+        return f"resources/candels/mosaic/{Path(src.split('?')[0]).name}"
+    return src
+
+
+def candels_mosaic_url(name):
+    src = config["candels"]["mosaic"] or ""
+    if "://" not in src or Path(src.split("?")[0]).name != name:
+        raise ValueError(
+            f"resources/candels/mosaic/{name} is not the configured candels.mosaic URL {src!r}"
+        )
+    return src
+
+
+def candels_shards(ext):
+    return [
+        f"results/sims/candels/shard{i:04d}.{ext}"
+        for i in range(config["candels"]["shards"])
+    ]
+
+
+# --------------------------------------------------------------------------- predict
+def predict_job(name):
+    try:
+        return config["predict"][name]
+    except KeyError:
+        raise ValueError(
+            f"no prediction job named {name!r} under predict: (known: {sorted(config['predict'])})"
+        )
+
+
+def predict_inputs(wc):
+    job = predict_job(wc.name)
+    files = {
+        "model": job["model"],
+        "meta": str(Path(job["model"]).with_suffix(".json")),
+    }
+    if job.get("stamps"):
+        files["stamps"] = job["stamps"]
+    if job.get("images"):
+        files["images"] = job["images"]
+    if job.get("catalogue"):
+        files["catalogue"] = job["catalogue"]
+    return files
+
 # ---------------------------------------------------------------- model study (rules/study.smk)
 def study_models():
     """Model names of every study instance: study/variant~V/fraction~F (Paramspace patterns)."""

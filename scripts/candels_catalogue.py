@@ -1,0 +1,14 @@
+"""Rule candels_catalogue: van der Wel+12 GALFIT catalogue from VizieR -> Parquet cache (raw rows)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from deepsky import runlog  # noqa: E402
+
+log = runlog.redirect(snakemake.log[0])
+from deepsky import candels  # noqa: E402
+
+p = snakemake.params
+raw = candels.fetch_catalogue(p.catalog, p.server, snakemake.output[0], log=log.info,
+                              retries=p.retries, backoff_s=p.backoff_s)
+log.info(f"cached {len(raw)} rows of {p.catalog} in {snakemake.output[0]}")

@@ -1,0 +1,74 @@
+# Live CANDELS target (transfer.target: candels): van der Wel+12 GALFIT sizes from VizieR and
+# stamps cut from an F160W mosaic, written in the same shard format as the simulations.
+# Network rules run on the submitting host (compute nodes often lack internet), are retried and
+# rate-limited (--resources vizier_requests=1), and cache what they fetch under resources/candels/.
+
+
+# results/sims/candels/shard*.npz would also match rule simulate's {dataset} pattern.
+ruleorder: candels_cutouts > simulate
+
+
+rule candels_catalogue:
+    input:
+        lib=lib("candels", "io"),
+    output:
+        candels_catalogue_path(),
+    log:
+        "results/logs/candels/catalogue.log",
+    retries: 2
+    localrule: True
+    resources:
+        vizier_requests=1,
+        runtime=30,
+    params:
+        catalog=config["candels"]["catalog"],
+        server=config["candels"]["server"],
+        retries=4,
+        backoff_s=5.0,
+    script:
+        "../../scripts/candels_catalogue.py"
+
+
+rule candels_mosaic:
+    input:
+        lib=lib("candels", "io"),
+    output:
+        "resources/candels/mosaic/{name}",
+    log:
+        "results/logs/candels/mosaic_{name}.log",
+    retries: 1
+    localrule: True
+    resources:
+        mast_requests=1,
+        runtime=120,
+    params:
+        url=lambda wc: candels_mosaic_url(wc.name),
+        sha256=config["candels"]["mosaic_sha256"],
+        retries=4,
+        backoff_s=10.0,
+    script:
+        "../../scripts/candels_mosaic.py"
+
+
+rule candels_cutouts:
+    input:
+        catalogue=candels_catalogue_path(),
+        mosaic=lambda wc: candels_mosaic_path(),
+        lib=lib("candels", "cutouts", "io"),
+    output:
+        npz="results/sims/candels/shard{shard}.npz",
+        parquet="results/sims/candels/shard{shard}.parquet",
+    log:
+        "results/logs/candels/cutouts/shard{shard}.log",
+    benchmark:
+        "results/benchmarks/candels/cutouts/shard{shard}.tsv"
+    wildcard_constraints:
+        shard=r"\d{4}",
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        cfg=canonical(config["candels"]),
+    script:
+        "../../scripts/candels_cutouts.py"

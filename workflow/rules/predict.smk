@@ -1,0 +1,22 @@
+# `deepsky predict` as a rule: config `predict: {name: {model, images, catalogue | stamps, ...}}`
+# makes results/predict/{name}.parquet (see README "Predicting on your own images").
+
+
+rule predict:
+    input:
+        unpack(predict_inputs),
+        lib=lib("predict", "cutouts", "tasks", "data", "train", "io"),
+    output:
+        "results/predict/{name}.parquet",
+    log:
+        "results/logs/predict/{name}.log",
+    benchmark:
+        "results/benchmarks/predict/{name}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        job=lambda wc: canonical(predict_job(wc.name)),
+    script:
+        "../../scripts/predict.py"
