@@ -11,7 +11,7 @@ import importlib
 import sys
 
 #: modules providing sub-commands (each with add_parser(subparsers))
-SUBCOMMANDS: list[str] = ["predict"]
+SUBCOMMANDS: list[str] = ["predict", "manifest"]
 
 
 def build_parser() -> argparse.ArgumentParser:

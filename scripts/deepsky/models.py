@@ -11,6 +11,9 @@ classification heads output one logit.
 * ``sizenet``: our stronger design: VGG-style pairs of 3x3 convolutions with batch norm, global
   average *and* max pooling (size information lives both in the mean profile and the peak), a
   small dense head.
+
+Output layers are float32 whatever the global dtype policy, so mixed-precision training
+(``train.precision``) keeps its losses and predictions in full precision.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ def _head(x, outputs: int, dropout: float, hidden: int = 64):
     if dropout > 0:
         x = layers.Dropout(dropout)(x)
     x = layers.Dense(hidden, activation="relu", name="head_dense")(x)
-    return layers.Dense(outputs, name="head_out")(x)
+    return layers.Dense(outputs, name="head_out", dtype="float32")(x)
 
 
 def dense(input_shape, outputs: int = 1, hidden_layers: int = 2, width: int = 256,
@@ -40,7 +43,7 @@ def dense(input_shape, outputs: int = 1, hidden_layers: int = 2, width: int = 25
         x = layers.Activation("relu")(x)
         if dropout > 0:
             x = layers.Dropout(dropout)(x)
-    out = layers.Dense(outputs, name="head_out")(x)
+    out = layers.Dense(outputs, name="head_out", dtype="float32")(x)
     return keras.Model(inp, out, name=f"dense{hidden_layers}")
 
 

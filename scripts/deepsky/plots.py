@@ -97,3 +97,27 @@ def gallery(images: np.ndarray, captions: list[str], path, title: str, ncols: in
     fig.suptitle(title)
     fig.tight_layout()
     save(fig, path)
+
+
+def transfer_budget(table: pd.DataFrame, path, title: str) -> None:
+    """Median |dR|/R and bias against the number of target labels, one line per strategy.
+
+    ``table`` has columns strategy, budget, median_abs_rel, bias; budget-0 rows (zero-shot) are
+    drawn as horizontal lines.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(9.5, 3.8))
+    for i, (strategy, rows) in enumerate(table.groupby("strategy", sort=False)):
+        rows = rows.sort_values("budget")
+        for ax, col in zip(axes, ("median_abs_rel", "bias")):
+            if (rows["budget"] == 0).all():
+                ax.axhline(float(rows[col].iloc[0]), color="k", ls="--", lw=1.2, label=strategy)
+            else:
+                ax.plot(rows["budget"], rows[col], f"C{i}-o", ms=4, label=strategy)
+    axes[0].set(xscale="log", yscale="log", xlabel="target labels (train + validation)",
+                ylabel="median |dR_e| / R_e")
+    axes[1].axhline(0, color="0.5", lw=0.8)
+    axes[1].set(xscale="log", xlabel="target labels (train + validation)", ylabel="bias: median dR_e / R_e")
+    axes[0].legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    save(fig, path)

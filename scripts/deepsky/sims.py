@@ -274,3 +274,8 @@ def simulate_shard(recipe: dict, seed: int, dataset: str, shard: int, progress=N
     except KeyError:
         raise ValueError(f"sims.{dataset}.kind: unknown recipe kind {kind!r}; known: {sorted(SIMULATORS)}") from None
     return sim(recipe, seed, dataset, shard, progress=progress)
+
+
+# Recipes that live in their own modules add themselves to SIMULATORS on import (they use the
+# helpers above, so they are imported last).
+from . import sims_hst  # noqa: E402,F401

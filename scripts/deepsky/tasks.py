@@ -69,6 +69,8 @@ def train_task(task_name: str, images: np.ndarray, cat: pd.DataFrame, split: pd.
     y = task.encode(cat[task.label], target)
     log(f"{task_name}/{model_name}: {tr.sum()} train, {va.sum()} validation stamps, input {x.shape[1:]}")
     train.configure_determinism(seed)
+    train.configure_precision(train_cfg.get("precision", "float32"))
+    log(train.device_summary())
     head = model_opts.get("head", "point")
     outputs, loss = (2 * task.outputs, models.gaussian_nll) if head == "gaussian" else (task.outputs, task.loss)
     model = models.build(model_name, data.input_shape(spec), outputs, **model_opts)

@@ -26,12 +26,57 @@ from . import data, io
 
 # --------------------------------------------------------------------------- determinism
 def configure_determinism(seed: int) -> None:
-    """Seed Python, numpy and the Keras backend; make TensorFlow ops deterministic."""
+    """Reset Keras' global state, seed Python, numpy and the backend; make TensorFlow ops deterministic.
+
+    ``clear_session`` resets the automatic layer names (which enter the checkpoint digest through
+    ``model.to_json()``) and the global seed generator, so a model built after this call is the same
+    whether it is the first or the tenth one built in the process.
+    """
+    keras.backend.clear_session()
     keras.utils.set_random_seed(int(seed))
     if keras.backend.backend() == "tensorflow":
         import tensorflow as tf  # only the TF backend needs (and has) this switch
 
         tf.config.experimental.enable_op_determinism()
+
+
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def configure_precision(precision: str = "float32") -> None:
+    """Set Keras' global dtype policy before a model is built.
+
+    ``mixed_float16`` (GPUs with tensor cores) or ``mixed_bfloat16`` (recent CPUs, TPUs, A100+) compute
+    in half precision with float32 weights; Keras wraps the optimizer in a loss-scale optimizer for
+    float16 by itself. Model heads are float32 (see deepsky.models) so losses and outputs stay exact
+    enough. Results differ from float32 runs: the choice is part of the training config digest.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"train.precision must be one of {PRECISIONS}, got {precision!r}")
+    keras.mixed_precision.set_global_policy(precision)
+
+
+def device_summary() -> str:
+    """One line naming the Keras backend and the accelerators it sees (for job logs)."""
+    backend = keras.backend.backend()
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "<unset>")
+    devices = "?"
+    try:
+        if backend == "jax":
+            import jax
+
+            devices = ",".join(sorted({d.platform for d in jax.devices()}))
+        elif backend == "tensorflow":
+            import tensorflow as tf
+
+            devices = ",".join(sorted({d.device_type for d in tf.config.list_logical_devices()}))
+        elif backend == "torch":
+            import torch
+
+            devices = "cuda" if torch.cuda.is_available() else "cpu"
+    except Exception as exc:  # reporting only: never fail a job over it
+        devices = f"unknown ({exc})"
+    return f"keras backend {backend}, devices {devices}, CUDA_VISIBLE_DEVICES={visible}"
 
 
 def config_digest(obj) -> str:
@@ -98,7 +143,9 @@ class ResumableTraining(keras.callbacks.Callback):
             return None
         self.state = state
         self.log(f"resuming from the checkpoint after epoch {state['epoch'] + 1}")
-        return keras.models.load_model(self.scratch / "last.keras")
+        model = keras.models.load_model(self.scratch / "last.keras")
+        restore_rng_state(model, state.get("rng", []))
+        return model
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
@@ -119,6 +166,7 @@ class ResumableTraining(keras.callbacks.Callback):
         else:
             self.state["wait"] += 1
         self.state["epoch"] = epoch
+        self.state["rng"] = rng_state(self.model)
         with io.atomic_path(self.scratch / "last.keras") as tmp:
             self.model.save(_keras(tmp))
             os.replace(_keras(tmp), tmp)
@@ -130,6 +178,33 @@ class ResumableTraining(keras.callbacks.Callback):
         if self.state["wait"] >= self.patience:
             self.log(f"early stop: no validation improvement for {self.patience} epochs")
             self.model.stop_training = True
+
+
+def _rng_variables(model: keras.Model) -> list:
+    """The model's random-generator states (e.g. Dropout's SeedGenerator), in a stable order.
+
+    ``.keras`` files store weights and optimizer state but not these: without them a resumed run
+    would draw different dropout masks from an uninterrupted one.
+    """
+    weights = {id(v) for v in model.weights}
+    return [v for v in model.variables if id(v) not in weights]
+
+
+def rng_state(model: keras.Model) -> list[dict]:
+    """JSON-able snapshot of the model's random-generator states."""
+    return [{"path": v.path, "value": keras.ops.convert_to_numpy(v).tolist()} for v in _rng_variables(model)]
+
+
+def restore_rng_state(model: keras.Model, saved: list[dict]) -> None:
+    """Put back the random-generator states saved by :func:`rng_state` (same architecture)."""
+    variables = _rng_variables(model)
+    # compare count and shapes only: automatic names (seed_generator_1, ...) depend on what else
+    # the process built before loading the checkpoint
+    if len(variables) != len(saved) or any(tuple(v.shape) != np.shape(s["value"]) for v, s in zip(variables, saved)):
+        raise ValueError("checkpoint random-generator states do not match the model's "
+                         f"({[s['path'] for s in saved]} vs {[v.path for v in variables]})")
+    for v, s in zip(variables, saved):
+        v.assign(np.asarray(s["value"], dtype=v.dtype))
 
 
 def _h5(p: Path) -> Path:
@@ -173,7 +248,10 @@ def fit_model(model: keras.Model, x_train, y_train, x_val, y_val, train_cfg: dic
         model.fit(feed, validation_data=(x_val, y_val), epochs=epochs, initial_epoch=start,
                   callbacks=[ckpt], verbose=0, shuffle=False)
     model.load_weights(scratch / "best.weights.h5")
-    return model, pd.DataFrame(ckpt.state["history"])
+    history = pd.DataFrame(ckpt.state["history"])
+    # state.json stores rows with sorted keys: fix one column order so resumed == uninterrupted
+    history = history[["epoch"] + sorted(c for c in history.columns if c != "epoch")] if len(history) else history
+    return model, history
 
 
 def clear_scratch(scratch: str | os.PathLike) -> None:

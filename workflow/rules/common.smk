@@ -39,6 +39,14 @@ def recipe(dataset):
         )
 
 
+#: library modules a recipe kind needs beyond sims.py (declared as inputs of its simulate jobs only)
+RECIPE_MODULES = {"hst_bulge_disk": ["sims_hst"]}
+
+
+def recipe_lib(dataset):
+    return lib("sims", "io", *RECIPE_MODULES.get(recipe(dataset)["kind"], []))
+
+
 def shard_files(dataset, ext):
     n = recipe(dataset)["shards"]
     return [f"results/sims/{dataset}/shard{i:04d}.{ext}" for i in range(n)]
@@ -138,6 +146,75 @@ def predict_inputs(wc):
     if job.get("catalogue"):
         files["catalogue"] = job["catalogue"]
     return files
+
+
+# ---------------------------------------------------------------- transfer (workflow/rules/transfer.smk)
+def _simulated_hst_files(ext):
+    return shard_files(config["transfer"]["dataset"], ext)
+
+
+#: transfer.target -> function(ext) giving the target's shard files (same format for both)
+TRANSFER_TARGETS = {"simulated_hst": _simulated_hst_files, "candels": candels_shards}
+
+
+def transfer_target_files(ext):
+    """Input function: the target's shard files (checked only when a transfer job is asked for)."""
+
+    def files(wc):
+        target = config["transfer"]["target"]
+        if target not in TRANSFER_TARGETS:
+            raise ValueError(
+                f"transfer.target: {target!r} has no shard source in this workflow "
+                f"(available: {sorted(TRANSFER_TARGETS)})"
+            )
+        if (
+            target == "simulated_hst"
+            and config["transfer"]["dataset"] not in config["sims"]
+        ):
+            raise ValueError(
+                f"transfer.dataset: no simulation recipe named "
+                f"{config['transfer']['dataset']!r} under sims: (known: {sorted(config['sims'])})"
+            )
+        return TRANSFER_TARGETS[target](ext)
+
+    return files
+
+
+def transfer_base_model():
+    return f"results/size/models/{config['transfer']['base_model']}.keras"
+
+
+def transfer_fit_cfg(strategy):
+    """The transfer settings one fit depends on (so adding a budget or retuning another strategy
+    does not rerun it)."""
+    t = config["transfer"]
+    if strategy == "zeroshot":
+        return {}
+    return {
+        "val_fraction": t["val_fraction"],
+        "min_epoch_samples": t["min_epoch_samples"],
+        "train": t["train"],
+        "learning_rate": {strategy: t["learning_rate"][strategy]},
+    }
+
+
+def transfer_runs():
+    """(strategy, budget) pairs of the comparison: zero-shot once (budget 0), the others per budget."""
+    runs = []
+    for s in config["transfer"]["strategies"]:
+        budgets = [0] if s == "zeroshot" else sorted(config["transfer"]["budgets"])
+        runs += [(s, b) for b in budgets]
+    return runs
+
+
+def transfer_outputs():
+    """What `snakemake transfer` builds: the summary table, checks and figure."""
+    return [
+        "results/transfer/summary.parquet",
+        "results/transfer/summary.md",
+        "results/transfer/checks.json",
+        "results/transfer/plots/budget.png",
+    ]
 
 # ---------------------------------------------------------------- model study (rules/study.smk)
 def study_models():

@@ -7,7 +7,7 @@
 
 rule simulate:
     input:
-        lib=lib("sims", "io"),
+        lib=lambda wc: recipe_lib(wc.dataset),
     output:
         npz="results/sims/{dataset}/shard{shard}.npz",
         parquet="results/sims/{dataset}/shard{shard}.parquet",
