@@ -33,7 +33,7 @@ from astropy.io import fits
 BANDS = "ugriz"
 PIXEL_SCALE = 0.396  # arcsec/px
 COLUMNS = (["objID", "ra", "dec", "run", "rerun", "camcol", "field"] + [f"psfMag_{b}" for b in BANDS]
-           + [f"cModelMag_{b}" for b in BANDS] + ["petroRad_r", "type", "class"])
+           + [f"cModelMag_{b}" for b in BANDS] + ["petroRad_r", "psfFWHM_r", "type", "class"])
 #: per-band (dx, dy) pixel shift of CRPIX and rotation in degrees: the bands do not share a pixel grid
 BAND_SHIFT = {"u": (3.3, -2.1, 0.00), "g": (0.0, 0.0, 0.02), "r": (-1.7, 4.6, -0.03),
               "i": (5.2, 1.4, 0.05), "z": (-4.4, -3.8, 0.01)}
@@ -132,7 +132,7 @@ def make_objects() -> tuple[pd.DataFrame, dict]:
                    "camcol": camcol, "field": fld}
             row.update({f"psfMag_{b}": r + colours[b] + (0.0 if cls == "STAR" else 0.8) for b in BANDS})
             row.update({f"cModelMag_{b}": r + colours[b] for b in BANDS})
-            row.update({"petroRad_r": 1.5 if cls == "STAR" else 4.0, "type": 6 if cls == "STAR" else 3,
+            row.update({"petroRad_r": 1.5 if cls == "STAR" else 4.0, "psfFWHM_r": 1.3, "type": 6 if cls == "STAR" else 3,
                         "class": cls})
             rows.append(row)
             if x < 10:

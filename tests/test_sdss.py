@@ -48,7 +48,7 @@ def test_query_is_built_from_typed_values():
     for clause in ("FROM PhotoObj AS p JOIN SpecObj AS s ON s.bestObjID = p.objID",
                    "p.objID > 1237648720693755904", "p.clean = 1", "s.zWarning = 0",
                    "s.class IN ('STAR', 'GALAXY')", "p.cModelMag_r >= 15.0", "p.cModelMag_r < 20.5",
-                   "p.ra >= 10.0", "p.ra < 20.0", "ORDER BY p.objID"):
+                   "p.ra >= 10.0", "p.ra < 20.0", "ORDER BY p.objID", "p.psffwhm_r AS psfFWHM_r"):
         assert clause in sql
     assert "'QSO'" in sdss.build_query(spec(include_qso=True), 0, 1)
     # anything that is not a typed, whitelisted value is refused, never spliced
@@ -202,7 +202,7 @@ def test_cutouts_aligned_in_nanomaggies_with_drops_counted(fake, built, tmp_path
     assert set(rep.dropped_ids) == set(notes["edge"] + notes["bad"])
     assert not set(cat["objID"]) & set(rep.dropped_ids)
     assert cat["id"].str.startswith("sdss-dr17-").all() and cat["objID"].is_monotonic_increasing
-    assert {"is_star", "class", "flags", "psfMag_r", "cModelMag_z", "petroRad_r", "type"} <= set(cat.columns)
+    assert {"is_star", "class", "flags", "psfMag_r", "cModelMag_z", "petroRad_r", "psfFWHM_r", "type"} <= set(cat.columns)
     c = (size - 1) / 2
     stars = np.flatnonzero(cat["class"].to_numpy() == "STAR")
     assert len(stars) >= 4

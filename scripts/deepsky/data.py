@@ -3,11 +3,17 @@
 Preprocessing is described by a small JSON-able dict saved with every model, so that prediction on
 new images repeats exactly what training did:
 
-``{"layout": "fovea"|"full", "norm": "flux"|"sky"|"none", "stretch": "asinh"|"linear",
+``{"layout": "fovea"|"full", "norm": "flux"|"noise"|"sky"|"none", "stretch": "asinh"|"linear",
    "stamp": 64, "bands": 1, "pixel_scale": 0.06, "band_names": [...], "flux_scale": ...}``
 
 * ``norm='flux'`` divides each stamp by its own summed flux (sizes do not depend on brightness),
   then multiplies by ``flux_scale`` (so a typical peak is of order one);
+* ``norm='noise'`` divides each band by its own pixel noise (robust sigma of the stamp border),
+  then multiplies by ``flux_scale``: colours and signal-to-noise survive, calibration does not matter;
+* ``norm='ref'`` divides every band by one number per stamp, the flux of band ``ref_band`` in a
+  central aperture of ``aperture_px`` pixels (floored at 3 sigma), times ``flux_scale``: shapes and
+  colours no longer depend on brightness, the noise level tells how faint the object is;
+* ``psf_channel=True`` appends the seeing as an image (see ``preprocess``);
 * ``stretch='asinh'`` compresses bright cores while staying linear near zero;
 * ``layout='fovea'`` turns an (S, S) stamp into two (S/2, S/2) channels: the central crop at full
   resolution and the whole stamp binned 2x2.  Small galaxies keep every pixel, large ones keep
@@ -51,8 +57,12 @@ def fovea(x: np.ndarray) -> np.ndarray:
     return np.concatenate([crop, binned], axis=1)
 
 
-def preprocess(images: np.ndarray, spec: dict) -> np.ndarray:
+def preprocess(images: np.ndarray, spec: dict, psf_fwhm=None) -> np.ndarray:
     """Images (N, bands, H, W) in physical units -> network input (N, H', W', C') float32.
+
+    With ``spec['psf_channel']`` true, ``psf_fwhm`` (N,) gives each stamp's PSF FWHM in arcsec and
+    one more channel is appended: a unit-peak circular Gaussian of that FWHM (``psf_image``), so
+    the network can compare the object with the seeing it was observed in.
 
     Raises ValueError naming the mismatch when the images do not have the band count or stamp size
     the spec was made for, or hold non-finite pixels.
@@ -75,18 +85,74 @@ def preprocess(images: np.ndarray, spec: dict) -> np.ndarray:
         x = x / np.maximum(tot, floor) * spec.get("flux_scale", 1.0)
     elif norm == "sky":
         x = x / spec["sky_sigma"]
+    elif norm == "noise":
+        # each band in units of its own pixel noise (robust sigma of the stamp's border), so that
+        # the network sees signal-to-noise per pixel in every band, whatever the calibration
+        x = x / border_sigma(x, spec.get("border", 4))[:, :, None, None] * spec.get("flux_scale", 1.0)
+    elif norm == "ref":
+        # every band divided by one number per stamp: the reference band's flux in a central
+        # aperture (floored at 3 sigma of its noise), so colours and shape are kept and the input
+        # no longer depends on brightness; the noise level shows how faint the object is
+        x = x / reference_flux(x, spec.get("ref_band", 0), spec.get("aperture_px", 6.0),
+                               spec.get("border", 4))[:, None, None, None] * spec.get("flux_scale", 1.0)
     elif norm != "none":
         raise ValueError(f"unknown normalisation {norm!r}")
     if spec.get("stretch", "asinh") == "asinh":
         x = np.arcsinh(x)
+    if spec.get("psf_channel", False):
+        if psf_fwhm is None:
+            raise ValueError("this preprocessing has psf_channel: true but no PSF FWHM was given "
+                             f"(catalogue column {spec.get('psf_column', 'psfFWHM_r')!r})")
+        psf = psf_image(psf_fwhm, x.shape[2], spec["pixel_scale"])
+        x = np.concatenate([x, psf[:, None]], axis=1)
     if spec.get("layout", "full") == "fovea":
         x = fovea(x)
     return np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)), dtype=np.float32)
 
 
+def psf_image(fwhm_arcsec, stamp: int, pixel_scale: float) -> np.ndarray:
+    """(N, stamp, stamp) unit-peak circular Gaussians of the given FWHMs (arcsec), centred like the
+    stamps ((stamp - 1) / 2), float32.  Raises ValueError on non-finite or non-positive FWHMs."""
+    fwhm = np.asarray(fwhm_arcsec, dtype=float)
+    if not (np.isfinite(fwhm).all() and (fwhm > 0).all()):
+        raise ValueError(f"PSF FWHM must be finite and positive (arcsec), got {fwhm[~(np.isfinite(fwhm) & (fwhm > 0))][:5]}")
+    sigma = fwhm / (2.0 * np.sqrt(2.0 * np.log(2.0))) / pixel_scale
+    c = np.arange(stamp) - (stamp - 1) / 2.0
+    r2 = c[None, :, None] ** 2 + c[None, None, :] ** 2
+    return np.exp(-0.5 * r2 / sigma[:, None, None] ** 2).astype(np.float32)
+
+
+def border_sigma(x: np.ndarray, width: int = 4) -> np.ndarray:
+    """Robust per-stamp, per-band noise sigma (N, C) from the outer ``width`` pixels of each stamp.
+
+    1.4826 x the median absolute deviation about the median, floored at a tiny positive value so
+    that a noiseless stamp does not divide by zero.  Objects are centred, so the border is sky.
+    """
+    n, c, h, w = x.shape
+    mask = np.ones((h, w), dtype=bool)
+    mask[width:h - width, width:w - width] = False
+    ring = x[:, :, mask]
+    med = np.median(ring, axis=2, keepdims=True)
+    sigma = 1.4826 * np.median(np.abs(ring - med), axis=2)
+    return np.maximum(sigma, 1e-12)
+
+
+def reference_flux(x: np.ndarray, band: int, radius_px: float, border: int = 4) -> np.ndarray:
+    """Flux (N,) of band ``band`` inside a central circle of ``radius_px`` pixels, floored at 3 times
+    its noise (border sigma x sqrt(aperture pixels)) so that a blank or negative stamp stays finite."""
+    n, c, h, w = x.shape
+    if not 0 <= band < c:
+        raise ValueError(f"ref_band {band} is out of range for {c} band(s)")
+    yy, xx = np.mgrid[0:h, 0:w]
+    ap = np.hypot(yy - (h - 1) / 2.0, xx - (w - 1) / 2.0) <= radius_px
+    flux = x[:, band][:, ap].sum(axis=1)
+    floor = 3.0 * border_sigma(x[:, band:band + 1], border)[:, 0] * np.sqrt(ap.sum())
+    return np.maximum(flux, floor)
+
+
 def input_shape(spec: dict) -> tuple[int, int, int]:
     """(H, W, C) of the network input made by ``preprocess`` for this spec."""
-    s, c = spec["stamp"], spec["bands"]
+    s, c = spec["stamp"], spec["bands"] + (1 if spec.get("psf_channel", False) else 0)
     return (s // 2, s // 2, 2 * c) if spec.get("layout", "full") == "fovea" else (s, s, c)
 
 

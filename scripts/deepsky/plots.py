@@ -121,3 +121,95 @@ def transfer_budget(table: pd.DataFrame, path, title: str) -> None:
     fig.suptitle(title)
     fig.tight_layout()
     save(fig, path)
+
+
+# --------------------------------------------------------------------------- classification
+def _num(v) -> float:
+    """None (an undefined metric in a JSON report) -> NaN, which matplotlib leaves as a gap."""
+    return float("nan") if v is None else float(v)
+
+
+def roc(curves: dict, path, title: str, zoom: float = 0.1) -> None:
+    """ROC curves {label: (fpr, tpr, auc)}: full range and a zoom on the low false-positive corner."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+    for k, (label, (fpr, tpr, auc)) in enumerate(curves.items()):
+        for ax in axes:
+            ax.plot(fpr, tpr, f"C{k}-", lw=1.5, label=f"{label} (AUC {auc:.4f})")
+    axes[0].plot([0, 1], [0, 1], "k:", lw=0.8)
+    axes[0].set(xlabel="false positive rate (galaxies called stars)", ylabel="true positive rate (stars)",
+                xlim=(0, 1), ylim=(0, 1.01), title="ROC")
+    axes[1].set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, zoom),
+                ylim=(1 - 3 * zoom, 1.005), title="zoom")
+    axes[0].legend(loc="lower right")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def purity_completeness(by_mag: dict, path, title: str, mag_label: str = "r [mag]") -> None:
+    """Star and galaxy purity and completeness against magnitude, one line per method.
+
+    ``by_mag``: {method: [ {lo, hi, star_purity, star_completeness, galaxy_purity,
+    galaxy_completeness, count}, ...]}.
+    """
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8), sharey=True)
+    styles = {"purity": "-", "completeness": "--"}
+    for ax, cls in zip(axes, ("star", "galaxy")):
+        for k, (method, rows) in enumerate(by_mag.items()):
+            rows = [r for r in rows if r["count"] > 0]
+            x = [0.5 * (r["lo"] + r["hi"]) for r in rows]
+            for what, ls in styles.items():
+                ax.plot(x, [_num(r[f"{cls}_{what}"]) for r in rows], f"C{k}{ls}", marker="o", ms=3,
+                        label=f"{method} {what}")
+        ax.set(xlabel=mag_label, title={"star": "stars", "galaxy": "galaxies"}[cls], ylim=(None, 1.005))
+        ax.legend(loc="lower left", fontsize=7)
+    axes[0].set_ylabel("purity / completeness")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save(fig, path)
+
+
+def reliability(table: list[dict], path, title: str) -> None:
+    """Reliability diagram: observed star fraction against mean predicted probability per bin,
+    with the bin counts below."""
+    fig, (ax, axn) = plt.subplots(2, 1, figsize=(4.6, 5.2), sharex=True, gridspec_kw={"height_ratios": [3, 1]})
+    rows = [r for r in table if r["count"] > 0]
+    ax.plot([0, 1], [0, 1], "k:", lw=0.8, label="perfect calibration")
+    ax.plot([_num(r["mean_prob"]) for r in rows], [_num(r["frac_pos"]) for r in rows], "C0-o", ms=4, label="model")
+    ax.set(ylabel="observed star fraction", xlim=(0, 1), ylim=(0, 1), title=title)
+    ax.legend(loc="upper left")
+    axn.bar([0.5 * (r["lo"] + r["hi"]) for r in table], [max(r["count"], 0.5) for r in table],
+            width=[0.9 * (r["hi"] - r["lo"]) for r in table], color="0.5", log=True)
+    axn.set(xlabel="predicted P(star)", ylabel="count")
+    fig.tight_layout()
+    save(fig, path)
+
+
+def gri_composite(stamp: np.ndarray, bands: tuple[int, int, int] = (3, 2, 1), q: float = 8.0) -> np.ndarray:
+    """(H, W, 3) RGB in [0, 1] from a (bands, H, W) stamp (ugriz order: i, r, g -> R, G, B), with a
+    Lupton et al. (2004) asinh stretch whose scale is set by the stamp's own brightest pixels."""
+    rgb = np.stack([stamp[b] for b in bands], axis=-1).astype(float)
+    total = rgb.mean(axis=-1)
+    scale = max(float(np.percentile(total, 99.5)), 1e-12)
+    f = np.arcsinh(q * np.clip(total, 0, None) / scale) / (q * np.maximum(total, 1e-30))
+    out = rgb * f[..., None]
+    out = np.clip(out, 0, None)
+    peak = np.maximum(out.max(axis=-1, keepdims=True), 1.0)  # keep colours where a pixel saturates
+    return np.clip(out / peak, 0, 1)
+
+
+def colour_gallery(images: np.ndarray, captions: list[str], path, title: str, ncols: int = 6) -> None:
+    """gri colour composites of (N, 5, H, W) ugriz stamps with a caption each."""
+    n = max(len(images), 1)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(1.7 * ncols, 1.95 * nrows), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, im, cap in zip(axes.ravel(), images, captions):
+        ax.imshow(gri_composite(im), origin="lower", interpolation="nearest")
+        ax.set_title(cap, fontsize=6.5)
+    if len(images) == 0:
+        axes.ravel()[0].text(0.5, 0.5, "no misclassified test stamps", ha="center", va="center")
+    fig.suptitle(title)
+    fig.tight_layout()
+    save(fig, path)

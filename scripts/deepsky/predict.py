@@ -179,7 +179,8 @@ def predict_table(model, meta: dict, stamps: np.ndarray, flags: np.ndarray, rows
     out = rows.assign(flag=flags.astype(np.int32),
                       flag_names=[",".join(nm for b, nm in cutouts.FLAG_NAMES.items() if f & b) for f in flags])
     if good.any():
-        pred = tasks.predict_task(model, meta, stamps[good])
+        # rows supply per-stamp conditions (e.g. the seeing of a stargal model's psf_channel)
+        pred = tasks.predict_task(model, meta, stamps[good], out[good].reset_index(drop=True))
         full = pd.DataFrame(np.nan, index=range(n), columns=pred.columns)
         full.loc[np.flatnonzero(good), :] = pred.to_numpy()
     else:

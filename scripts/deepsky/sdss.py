@@ -55,9 +55,12 @@ PHOTO_COLUMNS = (
     ["objID", "ra", "dec", "run", "rerun", "camcol", "field"]
     + [f"psfMag_{b}" for b in BANDS]
     + [f"cModelMag_{b}" for b in BANDS]
-    + ["petroRad_r", "type"]
+    + ["petroRad_r", "psfFWHM_r", "type"]
 )
 COLUMNS = PHOTO_COLUMNS + ["class"]
+#: SQL for columns whose name in our tables differs from PhotoObj's (aliases fix the CSV header);
+#: psfFWHM_r (r-band PSF FWHM, arcsec) feeds the star/galaxy CNN's seeing channel
+SQL_EXPR = {"psfFWHM_r": "p.psffwhm_r AS psfFWHM_r"}
 INT_COLUMNS = ("objID", "run", "rerun", "camcol", "field", "type")
 #: spectroscopic classes SDSS assigns (SpecObj.class)
 CLASSES = ("STAR", "GALAXY", "QSO")
@@ -233,7 +236,7 @@ def build_query(spec: QuerySpec, after_objid: int, top: int) -> str:
     top = _int(top, "top", 1, 500000)
     if not all(c in CLASSES for c in spec.classes):  # whitelist, checked again at the splice point
         raise ValueError(f"unknown spectroscopic class in {spec.classes}")
-    cols = ", ".join(f"p.{c}" for c in PHOTO_COLUMNS) + ", s.class"
+    cols = ", ".join(SQL_EXPR.get(c, f"p.{c}") for c in PHOTO_COLUMNS) + ", s.class"
     classes = ", ".join(f"'{c}'" for c in spec.classes)
     where = [
         f"p.objID > {after_objid:d}",

@@ -278,4 +278,5 @@ def simulate_shard(recipe: dict, seed: int, dataset: str, shard: int, progress=N
 
 # Recipes that live in their own modules add themselves to SIMULATORS on import (they use the
 # helpers above, so they are imported last).
-from . import sims_hst  # noqa: E402,F401
+from . import sims_hst  # noqa: E402,F401  (kind 'hst_bulge_disk': the offline transfer target)
+from . import stargal  # noqa: E402,F401  (kind 'stargal': SDSS-like ugriz stars and galaxies)

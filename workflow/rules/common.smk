@@ -40,11 +40,14 @@ def recipe(dataset):
 
 
 #: library modules a recipe kind needs beyond sims.py (declared as inputs of its simulate jobs only)
-RECIPE_MODULES = {"hst_bulge_disk": ["sims_hst"]}
+RECIPE_MODULES = {"hst_bulge_disk": ["sims_hst"], "stargal": ["stargal"]}
 
 
 def recipe_lib(dataset):
-    return lib("sims", "io", *RECIPE_MODULES.get(recipe(dataset)["kind"], []))
+    """Modules a dataset's simulate jobs import (datasets made by other rules, e.g. the sdss
+    cutouts, have no recipe and need only the base modules)."""
+    kind = config["sims"].get(dataset, {}).get("kind")
+    return lib("sims", "io", *RECIPE_MODULES.get(kind, []))
 
 
 def shard_files(dataset, ext):
@@ -56,8 +59,57 @@ def task_dataset(task):
     return config[task]["dataset"]
 
 
+def task_source(task):
+    return config[task].get("source", "simulated")
+
+
+def sdss_shard_files(ext):
+    """Shards of the live SDSS path (rules in sdss.smk): results/sims/sdss/shard{i:04d}.{ext}."""
+    if "shards" not in config.get("sdss", {}):
+        raise ValueError(
+            "stargal.source is 'sdss' but the config has no sdss.shards: add an sdss: section "
+            "(see config/README.md) or set stargal.source: simulated for the offline stand-in"
+        )
+    return [
+        f"results/sims/sdss/shard{i:04d}.{ext}" for i in range(config["sdss"]["shards"])
+    ]
+
+
+def task_shard_files(task, ext):
+    if task_source(task) == "sdss":
+        return sdss_shard_files(ext)
+    return shard_files(task_dataset(task), ext)
+
+
 def task_shards(ext):
-    return lambda wc: shard_files(task_dataset(wc.task), ext)
+    return lambda wc: task_shard_files(wc.task, ext)
+
+
+def task_recipe(task):
+    """Stamp geometry of a task's data: the simulation recipe, or the SDSS cutouts (sdss.stamp, sdss.pixel_scale)."""
+    if task_source(task) == "sdss":
+        sdss = config["sdss"]
+        return {
+            "stamp": sdss.get("stamp", 48),
+            "pixel_scale": sdss.get("pixel_scale", 0.396),
+        }
+    return recipe(task_dataset(task))
+
+
+def task_train(task):
+    """The train: section with the task's own overrides (e.g. stargal.train) on top."""
+    return canonical({**config["train"], **config[task].get("train", {})})
+
+
+def stargal_params():
+    c = config["stargal"]
+    b = c["mag_bins"]
+    n = int(round((b["max"] - b["min"]) / b["width"]))
+    return {
+        "faint_mag": c["faint_mag"],
+        "mag_edges": [round(b["min"] + i * b["width"], 6) for i in range(n + 1)],
+        "n_prob_bins": c["reliability_bins"],
+    }
 
 
 def model_options(name):
@@ -82,8 +134,21 @@ def model_train_config(name):
 
 
 def get_final_output():
-    """What `snakemake` with no target builds: metrics and plots of every configured size model."""
-    return [f"results/size/metrics/{m}.json" for m in config["size"]["models"]]
+    """What `snakemake` with no target builds: metrics and plots of every configured size model, and
+    of every star/galaxy model when the config defines that task's data."""
+    out = [f"results/size/metrics/{m}.json" for m in config["size"]["models"]]
+    if stargal_has_data():
+        out += [
+            f"results/stargal/metrics/{m}.json" for m in config["stargal"]["models"]
+        ]
+    return out
+
+
+def stargal_has_data():
+    """Whether the config defines the star/galaxy task's data: the live source, or its simulation
+    recipe (the default config has sims.stargal; a config without one builds only the size task).
+    """
+    return task_source("stargal") == "sdss" or task_dataset("stargal") in config["sims"]
 
 
 # --------------------------------------------------------------------------- CANDELS (live target)
