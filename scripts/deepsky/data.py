@@ -192,6 +192,25 @@ def dihedral(x: np.ndarray, k: np.ndarray) -> np.ndarray:
     return out
 
 
+def train_subset(train_mask: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Keep a seeded ``fraction`` of the True entries of ``train_mask`` (for training-set-size studies).
+
+    The kept items are the first round(fraction * n) of one seeded permutation, so the subsets are
+    nested: the 25% subset lies inside the 50% one, which lies inside the full set.
+    """
+    train_mask = np.asarray(train_mask, bool)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"training-set fraction {fraction} must be in (0, 1]")
+    if fraction == 1:
+        return train_mask
+    idx = np.flatnonzero(train_mask)
+    perm = np.random.default_rng(np.random.SeedSequence([seed, 0xF4AC])).permutation(idx.size)
+    keep = idx[np.sort(perm[: max(1, int(round(fraction * idx.size)))])]
+    out = np.zeros_like(train_mask)
+    out[keep] = True
+    return out
+
+
 def split_frame(cat: pd.DataFrame, split: pd.DataFrame) -> pd.DataFrame:
     """Join the split table (id, split) onto a catalogue, checking every id has a split."""
     merged = cat.merge(split[["id", "split"]], on="id", how="left", validate="one_to_one")

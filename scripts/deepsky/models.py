@@ -106,3 +106,19 @@ def build(name: str, input_shape, outputs: int = 1, **options) -> keras.Model:
     except KeyError:
         raise ValueError(f"unknown model {name!r}; known models: {sorted(REGISTRY)}") from None
     return builder(input_shape, outputs, **options)
+
+
+@keras.saving.register_keras_serializable(package="deepsky", name="gaussian_nll")
+def gaussian_nll(y_true, y_pred):
+    """Per-sample Gaussian negative log-likelihood for a (mean, log-variance) head (keras.ops only).
+
+    ``y_pred[:, 0]`` is the mean and ``y_pred[:, 1]`` the natural log of the variance, both in the
+    units of the (standardised) target; the log-variance is clipped to [-12, 8] so that a wild
+    early prediction cannot overflow.  NLL = 0.5 * (ln(2 pi) + logvar + (y - mu)^2 / exp(logvar)).
+    """
+    from keras import ops
+
+    y = ops.reshape(ops.cast(y_true, y_pred.dtype), (-1,))
+    mu = y_pred[:, 0]
+    logvar = ops.clip(y_pred[:, 1], -12.0, 8.0)
+    return 0.5 * (1.8378770664093453 + logvar + ops.square(y - mu) * ops.exp(-logvar))

@@ -101,6 +101,7 @@ def train_task(task_name: str, images: np.ndarray, cat: pd.DataFrame, split: pd.
     task = get_task(task_name)
     cat = data.split_frame(cat, split)
     tr, va = (cat["split"] == "train").to_numpy(), (cat["split"] == "val").to_numpy()
+    tr = data.train_subset(tr, float(train_cfg.get("fraction", 1.0)), seed)
     target = task.fit_target(cat.loc[tr, task.label])
     x = data.preprocess(images, spec, psf_fwhm=psf_fwhm(cat, spec))
     y = task.encode(cat[task.label], target)
@@ -108,11 +109,13 @@ def train_task(task_name: str, images: np.ndarray, cat: pd.DataFrame, split: pd.
     train.configure_determinism(seed)
     train.configure_precision(train_cfg.get("precision", "float32"))
     log(train.device_summary())
-    model = models.build(model_name, data.input_shape(spec), task.outputs, **model_opts)
+    head = model_opts.get("head", "point")
+    outputs, loss = (2 * task.outputs, models.gaussian_nll) if head == "gaussian" else (task.outputs, task.loss)
+    model = models.build(model_name, data.input_shape(spec), outputs, **model_opts)
     log(f"{model_name}: {model.count_params()} parameters")
     t0 = time.perf_counter()
     model, history = train.fit_model(model, x[tr], y[tr], x[va], y[va], train_cfg, seed, scratch,
-                                     loss=task.loss, digest_extra={"spec": spec, "opts": model_opts},
+                                     loss=loss, digest_extra={"spec": spec, "opts": model_opts},
                                      log=log)
     meta = {
         "task": task_name,
@@ -158,10 +161,15 @@ def predict_task(model, meta: dict, images: np.ndarray, cat: pd.DataFrame | None
 
     task = get_task(meta["task"])
     x = data.preprocess(images, meta["preprocess"], psf_fwhm=psf_fwhm(cat, meta["preprocess"]))
+    train.predict(model, x[:512])  # warm-up: graph tracing is not inference time (stamps/s is steady state)
     t0 = time.perf_counter()
     out = train.predict(model, x)
     seconds = time.perf_counter() - t0
     pred = task.decode(out, meta["target"])
+    if meta.get("model_options", {}).get("head") == "gaussian":
+        from . import uncertainty
+
+        pred = pd.concat([pred, uncertainty.gaussian_columns(out, meta["target"])], axis=1)
     pred.attrs["seconds"] = seconds
     return pred
 

@@ -271,6 +271,8 @@ def save_model(model: keras.Model, path: str | os.PathLike, meta: dict) -> None:
 
 def load_model(path: str | os.PathLike) -> tuple[keras.Model, dict]:
     """Load a .keras model and the metadata JSON saved beside it."""
+    from . import models  # noqa: F401  (registers deepsky's custom losses, e.g. gaussian_nll)
+
     path = Path(path)
     meta_path = path.with_suffix(".json")
     if not meta_path.exists():

@@ -1,4 +1,5 @@
 # Configuration checks and path helpers shared by every stage (no rules here).
+import sys
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -8,6 +9,10 @@ validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 REPO = Path(workflow.basedir).parent
 LIB = REPO / "scripts" / "deepsky"
+
+# the study's variant resolution is plain library code (no keras), shared with the rule scripts
+sys.path.insert(0, str(REPO / "scripts"))
+from deepsky import study as deepsky_study
 
 
 def lib(*modules):
@@ -108,11 +113,24 @@ def stargal_params():
 
 
 def model_options(name):
-    return canonical(config["models"].get(name, {}))
+    return canonical(resolve_model(name)[1])
 
 
 def task_config(task):
     return canonical(config[task])
+
+
+def resolve_model(name):
+    """{model} -> (registry architecture, model options, training config); study names included."""
+    return deepsky_study.resolve(name, config)
+
+
+def model_arch(name):
+    return resolve_model(name)[0]
+
+
+def model_train_config(name):
+    return canonical(resolve_model(name)[2])
 
 
 def get_final_output():
@@ -262,3 +280,51 @@ def transfer_outputs():
         "results/transfer/checks.json",
         "results/transfer/plots/budget.png",
     ]
+
+# ---------------------------------------------------------------- model study (rules/study.smk)
+def study_models():
+    """Model names of every study instance: study/variant~V/fraction~F (Paramspace patterns)."""
+    if STUDY is None:
+        raise ValueError("study.variants is empty: add at least one variant row to config to run the study")
+    return [f"study/{p}" for p in STUDY.instance_patterns]
+
+
+def study_files(pattern):
+    return [pattern.format(task=STUDY_TASK, model=m) for m in study_models()]
+
+
+def study_entries():
+    """Per study model: variant, fraction, architecture and a text of its options (leaderboard rows)."""
+    out = []
+    for m in study_models():
+        variant, fraction = deepsky_study.parse_model_name(m)
+        out.append({"variant": variant, "fraction": fraction, "arch": model_arch(m),
+                    "options": deepsky_study.describe(config["study"]["variants"][variant])})
+    return out
+
+
+def study_top_fraction(variant):
+    """The largest training-set fraction a variant is trained with (its Paramspace value)."""
+    study_models()
+    return STUDY.dataframe.loc[STUDY.dataframe["variant"] == variant, "fraction"].max()
+
+
+def study_calibration_names():
+    """Variants with a Gaussian head (calibrated at their largest training-set fraction)."""
+    return [v for v, opts in config["study"]["variants"].items() if resolve_model(
+        f"study/variant~{v}/fraction~1.0")[1].get("head") == "gaussian"]
+
+
+def study_calibration_files():
+    return [f"results/study/calibration/{v}/fraction~{study_top_fraction(v)}.json"
+            for v in study_calibration_names()]
+
+
+def study_compare_files():
+    """Predictions and timing of the CNN the Sersic baseline is compared with (study.baseline.compare)."""
+    v = config["study"]["baseline"]["compare"]
+    if v not in config["study"]["variants"]:
+        raise ValueError(f"study.baseline.compare: {v!r} is not a variant (known: {sorted(config['study']['variants'])})")
+    m = f"study/variant~{v}/fraction~{study_top_fraction(v)}"
+    return {"predictions": f"results/{STUDY_TASK}/predictions/{m}.parquet",
+            "timing": f"results/benchmarks/evaluate/{STUDY_TASK}/{m}.timing.json"}

@@ -33,9 +33,14 @@ rule train:
     params:
         task_cfg=lambda wc: task_config(wc.task),
         recipe=lambda wc: task_recipe(wc.task),
-        model_name=lambda wc: wc.model,
+        model_name=lambda wc: model_arch(wc.model),
         model_opts=lambda wc: model_options(wc.model),
-        train_cfg=lambda wc: task_train(wc.task),
+        # study models (study/variant~V/fraction~F) carry their own training overrides
+        train_cfg=lambda wc: (
+            model_train_config(wc.model)
+            if deepsky_study.parse_model_name(wc.model)
+            else task_train(wc.task)
+        ),
         seed=config["seed"],
         # resumable epoch checkpoints: undeclared scratch, removed when the job succeeds
         scratch=lambda wc: f"results/.scratch/train/{wc.task}/{wc.model}",
@@ -59,7 +64,17 @@ rule evaluate:
         split="results/{task}/split.parquet",
         model="results/{task}/models/{model}.keras",
         history="results/{task}/models/{model}.history.parquet",
-        lib=lib("metrics", "plots", "tasks", "data", "train", "io", "evaluation"),
+        lib=lib(
+            "metrics",
+            "plots",
+            "tasks",
+            "data",
+            "train",
+            "io",
+            "evaluation",
+            "models",
+            "uncertainty",
+        ),
     output:
         metrics="results/{task}/metrics/{model}.json",
         predictions="results/{task}/predictions/{model}.parquet",
@@ -90,6 +105,8 @@ rule evaluate:
         ),
     params:
         seed=config["seed"],
+        # (architecture, options, training config): quoted in the report's figure captions
+        model_config=lambda wc: canonical(list(resolve_model(wc.model))),
     log:
         "results/logs/evaluate/{task}/{model}.log",
     benchmark:
