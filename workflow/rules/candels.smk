@@ -17,6 +17,8 @@ rule candels_catalogue:
         "results/logs/candels/catalogue.log",
     retries: 2
     localrule: True
+    conda:
+        "../envs/deepsky.yaml"
     resources:
         vizier_requests=1,
         runtime=30,
@@ -38,6 +40,8 @@ rule candels_mosaic:
         "results/logs/candels/mosaic_{name}.log",
     retries: 1
     localrule: True
+    conda:
+        "../envs/deepsky.yaml"
     resources:
         mast_requests=1,
         runtime=120,
@@ -64,6 +68,8 @@ rule candels_cutouts:
         "results/benchmarks/candels/cutouts/shard{shard}.tsv"
     wildcard_constraints:
         shard=r"\d{4}",
+    conda:
+        "../envs/deepsky.yaml"
     threads: 1
     resources:
         mem_mb=4000,

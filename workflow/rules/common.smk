@@ -281,11 +281,14 @@ def transfer_outputs():
         "results/transfer/plots/budget.png",
     ]
 
+
 # ---------------------------------------------------------------- model study (rules/study.smk)
 def study_models():
     """Model names of every study instance: study/variant~V/fraction~F (Paramspace patterns)."""
     if STUDY is None:
-        raise ValueError("study.variants is empty: add at least one variant row to config to run the study")
+        raise ValueError(
+            "study.variants is empty: add at least one variant row to config to run the study"
+        )
     return [f"study/{p}" for p in STUDY.instance_patterns]
 
 
@@ -298,8 +301,14 @@ def study_entries():
     out = []
     for m in study_models():
         variant, fraction = deepsky_study.parse_model_name(m)
-        out.append({"variant": variant, "fraction": fraction, "arch": model_arch(m),
-                    "options": deepsky_study.describe(config["study"]["variants"][variant])})
+        out.append(
+            {
+                "variant": variant,
+                "fraction": fraction,
+                "arch": model_arch(m),
+                "options": deepsky_study.describe(config["study"]["variants"][variant]),
+            }
+        )
     return out
 
 
@@ -311,20 +320,29 @@ def study_top_fraction(variant):
 
 def study_calibration_names():
     """Variants with a Gaussian head (calibrated at their largest training-set fraction)."""
-    return [v for v, opts in config["study"]["variants"].items() if resolve_model(
-        f"study/variant~{v}/fraction~1.0")[1].get("head") == "gaussian"]
+    return [
+        v
+        for v, opts in config["study"]["variants"].items()
+        if resolve_model(f"study/variant~{v}/fraction~1.0")[1].get("head") == "gaussian"
+    ]
 
 
 def study_calibration_files():
-    return [f"results/study/calibration/{v}/fraction~{study_top_fraction(v)}.json"
-            for v in study_calibration_names()]
+    return [
+        f"results/study/calibration/{v}/fraction~{study_top_fraction(v)}.json"
+        for v in study_calibration_names()
+    ]
 
 
 def study_compare_files():
     """Predictions and timing of the CNN the Sersic baseline is compared with (study.baseline.compare)."""
     v = config["study"]["baseline"]["compare"]
     if v not in config["study"]["variants"]:
-        raise ValueError(f"study.baseline.compare: {v!r} is not a variant (known: {sorted(config['study']['variants'])})")
+        raise ValueError(
+            f"study.baseline.compare: {v!r} is not a variant (known: {sorted(config['study']['variants'])})"
+        )
     m = f"study/variant~{v}/fraction~{study_top_fraction(v)}"
-    return {"predictions": f"results/{STUDY_TASK}/predictions/{m}.parquet",
-            "timing": f"results/benchmarks/evaluate/{STUDY_TASK}/{m}.timing.json"}
+    return {
+        "predictions": f"results/{STUDY_TASK}/predictions/{m}.parquet",
+        "timing": f"results/benchmarks/evaluate/{STUDY_TASK}/{m}.timing.json",
+    }

@@ -12,5 +12,7 @@ rule manifest:
     log:
         "results/logs/manifest.log",
     localrule: True
+    conda:
+        "../envs/deepsky.yaml"
     script:
         "../../scripts/manifest.py"

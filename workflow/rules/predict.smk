@@ -12,6 +12,8 @@ rule predict:
         "results/logs/predict/{name}.log",
     benchmark:
         "results/benchmarks/predict/{name}.tsv"
+    conda:
+        "../envs/deepsky.yaml"
     threads: 2
     resources:
         mem_mb=4000,

@@ -35,6 +35,8 @@ rule sdss_query:
         "results/benchmarks/sdss/query.tsv"
     retries: 1
     localrule: True
+    conda:
+        "../envs/deepsky.yaml"
     threads: 1
     resources:
         sdss_requests=1,
@@ -58,6 +60,8 @@ rule sdss_frames:
         "results/benchmarks/sdss/frames.tsv"
     retries: 1
     localrule: True
+    conda:
+        "../envs/deepsky.yaml"
     threads: 1
     resources:
         sdss_requests=1,
@@ -84,6 +88,8 @@ rule sdss_cutouts:
         "results/benchmarks/sdss/cutouts/shard{shard}.tsv"
     wildcard_constraints:
         shard=r"\d{4}",
+    conda:
+        "../envs/deepsky.yaml"
     threads: 1
     resources:
         mem_mb=3000,

@@ -11,19 +11,21 @@ rule simulate:
     output:
         npz="results/sims/{dataset}/shard{shard}.npz",
         parquet="results/sims/{dataset}/shard{shard}.parquet",
-    params:
-        recipe=lambda wc: recipe(wc.dataset),
-        seed=config["seed"],
-    wildcard_constraints:
-        shard=r"\d{4}",
-        dataset=r"[a-z][a-z0-9_]*",
     log:
         "results/logs/simulate/{dataset}/shard{shard}.log",
     benchmark:
         "results/benchmarks/simulate/{dataset}/shard{shard}.tsv"
+    wildcard_constraints:
+        shard=r"\d{4}",
+        dataset=r"[a-z][a-z0-9_]*",
+    conda:
+        "../envs/deepsky.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        recipe=lambda wc: recipe(wc.dataset),
+        seed=config["seed"],
     script:
         "../../scripts/simulate.py"

@@ -54,6 +54,8 @@ rule evaluate_stargal:
         "results/benchmarks/evaluate/{task}/{model}.tsv"
     wildcard_constraints:
         task="stargal",
+    conda:
+        "../envs/deepsky.yaml"
     threads: 2
     resources:
         mem_mb=4000,

@@ -34,6 +34,8 @@ rule sersic_baseline:
         "results/logs/study/sersic_baseline.log",
     benchmark:
         "results/benchmarks/study/sersic_baseline.tsv"
+    conda:
+        "../envs/deepsky.yaml"
     threads: 1
     resources:
         mem_mb=2000,
@@ -61,6 +63,8 @@ rule calibration:
         ),
     log:
         "results/logs/study/calibration/{variant}/fraction~{fraction}.log",
+    conda:
+        "../envs/deepsky.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
@@ -103,6 +107,8 @@ rule study_leaderboard:
         ),
     log:
         "results/logs/study/leaderboard.log",
+    conda:
+        "../envs/deepsky.yaml"
     resources:
         mem_mb=1000,
         runtime=10,

@@ -7,14 +7,16 @@ rule split:
         lib=lib("data", "io"),
     output:
         "results/{task}/split.parquet",
-    params:
-        fractions=lambda wc: task_config(wc.task)["split"],
-        seed=config["seed"],
     log:
         "results/logs/split/{task}.log",
+    conda:
+        "../envs/deepsky.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        fractions=lambda wc: task_config(wc.task)["split"],
+        seed=config["seed"],
     script:
         "../../scripts/split.py"
 
@@ -30,6 +32,17 @@ rule train:
         meta="results/{task}/models/{model}.json",
         history="results/{task}/models/{model}.history.parquet",
         timing="results/benchmarks/train/{task}/{model}.timing.json",
+    log:
+        "results/logs/train/{task}/{model}.log",
+    benchmark:
+        "results/benchmarks/train/{task}/{model}.tsv"
+    conda:
+        "../envs/deepsky.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=120,
     params:
         task_cfg=lambda wc: task_config(wc.task),
         recipe=lambda wc: task_recipe(wc.task),
@@ -44,15 +57,6 @@ rule train:
         seed=config["seed"],
         # resumable epoch checkpoints: undeclared scratch, removed when the job succeeds
         scratch=lambda wc: f"results/.scratch/train/{wc.task}/{wc.model}",
-    log:
-        "results/logs/train/{task}/{model}.log",
-    benchmark:
-        "results/benchmarks/train/{task}/{model}.tsv"
-    threads: 2
-    resources:
-        gpu=1,
-        mem_mb=8000,
-        runtime=120,
     script:
         "../../scripts/train.py"
 
@@ -103,17 +107,19 @@ rule evaluate:
             category="{task}",
             subcategory="{model}",
         ),
-    params:
-        seed=config["seed"],
-        # (architecture, options, training config): quoted in the report's figure captions
-        model_config=lambda wc: canonical(list(resolve_model(wc.model))),
     log:
         "results/logs/evaluate/{task}/{model}.log",
     benchmark:
         "results/benchmarks/evaluate/{task}/{model}.tsv"
+    conda:
+        "../envs/deepsky.yaml"
     threads: 2
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        seed=config["seed"],
+        # (architecture, options, training config): quoted in the report's figure captions
+        model_config=lambda wc: canonical(list(resolve_model(wc.model))),
     script:
         "../../scripts/evaluate.py"

@@ -11,6 +11,8 @@ rule transfer_split:
         "results/transfer/split.parquet",
     log:
         "results/logs/transfer/split.log",
+    conda:
+        "../envs/deepsky.yaml"
     resources:
         mem_mb=1000,
         runtime=10,
@@ -40,6 +42,8 @@ rule transfer_fit:
     wildcard_constraints:
         strategy="zeroshot|head|full|scratch",
         budget=r"\d+",
+    conda:
+        "../envs/deepsky.yaml"
     threads: 2
     resources:
         gpu=1,
@@ -77,6 +81,8 @@ rule transfer_evaluate:
     wildcard_constraints:
         strategy="zeroshot|head|full|scratch",
         budget=r"\d+",
+    conda:
+        "../envs/deepsky.yaml"
     threads: 2
     resources:
         mem_mb=4000,
@@ -104,6 +110,8 @@ rule transfer_summary:
         ),
     log:
         "results/logs/transfer/summary.log",
+    conda:
+        "../envs/deepsky.yaml"
     params:
         claim_budget=config["transfer"]["claim_budget"],
         target=config["transfer"]["target"],
