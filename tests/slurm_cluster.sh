@@ -31,7 +31,13 @@ start() {
     log "a cluster started from $STATE is still recorded; stopping it first"
     stop
   fi
-  mkdir -p "$STATE"/{ctld,d,munge} "$CONF_DIR" /run/munge
+  mkdir -p "$STATE"/{ctld,d,munge,orig} "$CONF_DIR" /run/munge
+  # keep any configuration the machine had, to put it back at `stop`
+  for f in slurm.conf gres.conf; do
+    if [ -f "$CONF_DIR/$f" ] && ! grep -q "deepsky tests/slurm_cluster.sh" "$CONF_DIR/$f"; then
+      cp -p "$CONF_DIR/$f" "$STATE/orig/$f"
+    fi
+  done
   local cpus mem
   # at least 4 CPUs (SlurmdParameters=config_overrides lets a 2-core CI machine declare them) so
   # that the profile's 4-thread train job is accepted as shipped
@@ -80,7 +86,8 @@ NodeName=localhost NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem Gres=gpu:1 Stat
 PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
 EOF
   cat > "$CONF_DIR/gres.conf" <<EOF
-# One fake GPU so that GPU requests (--gpus=1) are accepted on a machine without one.
+# Written by deepsky tests/slurm_cluster.sh: one fake GPU so that GPU requests (--gpus=1) are
+# accepted on a machine without one.
 NodeName=localhost Name=gpu File=/dev/null
 EOF
 
@@ -110,7 +117,7 @@ EOF
 }
 
 stop() {
-  [ -f "$STATE/pids" ] || { log "nothing recorded in $STATE/pids"; return 0; }
+  [ -f "$STATE/pids" ] || { log "nothing recorded in $STATE/pids"; restore_conf; return 0; }
   # reverse order: slurmd, slurmctld, munged
   tac "$STATE/pids" | while read -r name pid; do
     if kill -0 "$pid" 2>/dev/null; then
@@ -121,6 +128,20 @@ stop() {
     fi
   done
   rm -f "$STATE/pids"
+  restore_conf
+}
+
+# Put back the machine's own Slurm configuration, or remove ours: a slurm.conf naming a controller
+# that is no longer running makes every `scontrol` call (and so every snakemake start, whose Slurm
+# plugin asks `scontrol show config` when imported) wait ~9 s for it.
+restore_conf() {
+  for f in slurm.conf gres.conf; do
+    if [ -f "$STATE/orig/$f" ]; then
+      mv -f "$STATE/orig/$f" "$CONF_DIR/$f"
+    elif [ -f "$CONF_DIR/$f" ] && grep -q "deepsky tests/slurm_cluster.sh" "$CONF_DIR/$f"; then
+      rm -f "$CONF_DIR/$f"
+    fi
+  done
 }
 
 case "${1:-}" in
