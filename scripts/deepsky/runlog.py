@@ -21,6 +21,13 @@ def redirect(log_path: str | None) -> logging.Logger:
     console = sys.stderr
     if log_path:
         fh = open(log_path, "a", buffering=1)
+        # C++ libraries (TensorFlow, XLA) write to file descriptors 1 and 2 directly: point those
+        # at the log too, and keep a duplicate of the original stderr for the progress lines.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        console = os.fdopen(os.dup(2), "w", buffering=1)
+        os.dup2(fh.fileno(), 1)
+        os.dup2(fh.fileno(), 2)
         sys.stdout = fh
         sys.stderr = fh
     logger = logging.getLogger("deepsky")
