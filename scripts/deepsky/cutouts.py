@@ -72,14 +72,7 @@ def cut(bands: list[Band], ra, dec, size: int, pixel_scale: float | None = None,
     """
     if window is not None:
         return _cut_windowed(bands, ra, dec, size, pixel_scale, order, int(window), blank)
-    ra, dec = np.atleast_1d(np.asarray(ra, float)), np.atleast_1d(np.asarray(dec, float))
-    if ra.shape != dec.shape:
-        raise ValueError(f"ra and dec differ in length: {ra.size} vs {dec.size}")
-    if not bands:
-        raise ValueError("no bands given")
-    out_scale = pixel_scale or pixel_scale_arcsec(bands[0].wcs)
-    stamps = np.zeros((ra.size, len(bands), size, size), dtype=np.float32)
-    flags = np.zeros(ra.size, dtype=np.int32)
+    ra, dec, out_scale, stamps, flags = _prepare(bands, ra, dec, size, pixel_scale)
     for b, band in enumerate(bands):
         native = pixel_scale_arcsec(band.wcs)
         step = out_scale / native
@@ -106,6 +99,19 @@ def cut(bands: list[Band], ra, dec, size: int, pixel_scale: float | None = None,
     return stamps, flags
 
 
+def _prepare(bands, ra, dec, size: int, pixel_scale):
+    """Checked positions, the output pixel scale and empty stamp/flag arrays for ``cut``."""
+    ra, dec = np.atleast_1d(np.asarray(ra, float)), np.atleast_1d(np.asarray(dec, float))
+    if ra.shape != dec.shape:
+        raise ValueError(f"ra and dec differ in length: {ra.size} vs {dec.size}")
+    if not bands:
+        raise ValueError("no bands given")
+    out_scale = pixel_scale or pixel_scale_arcsec(bands[0].wcs)
+    stamps = np.zeros((ra.size, len(bands), size, size), dtype=np.float32)
+    flags = np.zeros(ra.size, dtype=np.int32)
+    return ra, dec, out_scale, stamps, flags
+
+
 def _position_flags(x: float, y: float, xx: np.ndarray, yy: np.ndarray, nx: int, ny: int) -> int:
     """EDGE when the stamp footprint (pixel centres xx, yy) leaves the image; OFF_IMAGE too when its centre does."""
     if not (np.isfinite(x) and np.isfinite(y)):
@@ -120,14 +126,7 @@ def _position_flags(x: float, y: float, xx: np.ndarray, yy: np.ndarray, nx: int,
 
 def _cut_windowed(bands, ra, dec, size, pixel_scale, order, margin, blank):
     """``cut`` interpolating each stamp from a window of the image around it (see module notes)."""
-    ra, dec = np.atleast_1d(np.asarray(ra, float)), np.atleast_1d(np.asarray(dec, float))
-    if ra.shape != dec.shape:
-        raise ValueError(f"ra and dec differ in length: {ra.size} vs {dec.size}")
-    if not bands:
-        raise ValueError("no bands given")
-    out_scale = pixel_scale or pixel_scale_arcsec(bands[0].wcs)
-    stamps = np.zeros((ra.size, len(bands), size, size), dtype=np.float32)
-    flags = np.zeros(ra.size, dtype=np.int32)
+    ra, dec, out_scale, stamps, flags = _prepare(bands, ra, dec, size, pixel_scale)
     for b, band in enumerate(bands):
         step = out_scale / pixel_scale_arcsec(band.wcs)
         dy, dx = stamp_grid(size, step)
