@@ -8,17 +8,12 @@ from deepsky import runlog  # noqa: E402
 log = runlog.redirect(snakemake.log[0])  # before TensorFlow is imported: its chatter goes there too
 import pandas as pd  # noqa: E402
 
-from deepsky import data, evaluation, io, tasks, train  # noqa: E402
+from deepsky import evaluation, io, tasks  # noqa: E402
 
 out = snakemake.output
-images, cat = io.read_shards(snakemake.input.npz, snakemake.input.parquet)
-cat = data.split_frame(cat, pd.read_parquet(snakemake.input.split))
-test = (cat["split"] == "test").to_numpy()
-images, cat = images[test], cat[test].reset_index(drop=True)
-model, meta = train.load_model(snakemake.input.model)
-pred = tasks.predict_task(model, meta, images, cat)
+images, cat, meta, pred, table = tasks.predict_split(snakemake.input.npz, snakemake.input.parquet,
+                                                     snakemake.input.split, snakemake.input.model)
 seconds = pred.attrs["seconds"]
-table = pd.concat([cat, pred], axis=1).assign(true=cat[meta["label"]])
 io.write_parquet(out.predictions, table)
 
 task = evaluation.get_report(meta["task"])  # metrics and figures differ by task

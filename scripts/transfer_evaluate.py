@@ -6,18 +6,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deepsky import runlog  # noqa: E402
 
 log = runlog.redirect(snakemake.log[0])  # before TensorFlow is imported: its chatter goes there too
-import pandas as pd  # noqa: E402
 
-from deepsky import data, io, plots, tasks, train, transfer  # noqa: E402
+from deepsky import io, plots, tasks, transfer  # noqa: E402
 
 out = snakemake.output
-images, cat = io.read_shards(snakemake.input.npz, snakemake.input.parquet)
-cat = data.split_frame(cat, pd.read_parquet(snakemake.input.split))
-test = (cat["split"] == "test").to_numpy()
-images, cat = images[test], cat[test].reset_index(drop=True)
-model, meta = train.load_model(snakemake.input.model)
-pred = tasks.predict_task(model, meta, images)
-table = pd.concat([cat, pred], axis=1).assign(true=cat[meta["label"]])
+images, cat, meta, pred, table = tasks.predict_split(snakemake.input.npz, snakemake.input.parquet,
+                                                     snakemake.input.split, snakemake.input.model)
 io.write_parquet(out.predictions, table)
 
 report = transfer.size_report(pred, cat)

@@ -154,6 +154,24 @@ def psf_fwhm(cat: pd.DataFrame | None, spec: dict):
     return cat[col].to_numpy(float)
 
 
+def predict_split(npz_paths, parquet_paths, split_path, model_path, which: str = "test"):
+    """Score a saved model on one split of a dataset's shards (by default the held-out test split).
+
+    Returns (images, catalogue, model metadata, predictions, table) where ``table`` is the
+    catalogue with the predictions and a ``true`` column (the task's label) beside them.
+    """
+    from . import io, train
+
+    images, cat = io.read_shards(npz_paths, parquet_paths)
+    cat = data.split_frame(cat, pd.read_parquet(split_path))
+    sel = (cat["split"] == which).to_numpy()
+    images, cat = images[sel], cat[sel].reset_index(drop=True)
+    model, meta = train.load_model(model_path)
+    pred = predict_task(model, meta, images, cat)
+    table = pd.concat([cat, pred], axis=1).assign(true=cat[meta["label"]])
+    return images, cat, meta, pred, table
+
+
 def predict_task(model, meta: dict, images: np.ndarray, cat: pd.DataFrame | None = None) -> pd.DataFrame:
     """Predictions in physical units for raw images, using the preprocessing saved with the model
     (``cat`` supplies per-stamp observing conditions when that preprocessing needs them)."""
