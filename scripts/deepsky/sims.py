@@ -115,6 +115,16 @@ def flux_for_snr(snr, r_e, psf_hlr, pixel_scale, sky):
 
 
 # --------------------------------------------------------------------------- Sersic recipe
+def stamp_identity(dataset: str, shard: int, n: int) -> dict:
+    """The provenance columns every shard catalogue starts with: id, dataset, shard, index."""
+    return {
+        "id": [f"{dataset}-{shard:04d}-{i:06d}" for i in range(n)],
+        "dataset": dataset,
+        "shard": np.full(n, shard, dtype=np.int32),
+        "index": np.arange(n, dtype=np.int32),
+    }
+
+
 def stamp_uniforms(seed: int, dataset: str, shard: int, index: int, k: int) -> np.ndarray:
     """k uniform [0, 1) draws that belong to one stamp alone (independent of the shard's length)."""
     return np.random.default_rng(np.random.SeedSequence([seed, dataset_key(dataset), shard, index, 1])).random(k)
@@ -161,10 +171,7 @@ def draw_sersic_params(recipe: dict, seed: int, dataset: str, shard: int) -> pd.
     half_width = 0.5 * recipe["stamp"] * scale
     return pd.DataFrame(
         {
-            "id": [f"{dataset}-{shard:04d}-{i:06d}" for i in range(n_stamps)],
-            "dataset": dataset,
-            "shard": np.full(n_stamps, shard, dtype=np.int32),
-            "index": np.arange(n_stamps, dtype=np.int32),
+            **stamp_identity(dataset, shard, n_stamps),
             "sersic_n": n,
             "r_e_arcsec": r_e,
             "r_e_major_arcsec": r_e / np.sqrt(q),

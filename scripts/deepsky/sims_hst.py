@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage, special
 
-from .sims import (SIMULATORS, dataset_key, flux_for_snr, log_uniform, make_psf, psf_half_light_radius,
+from .sims import (SIMULATORS, dataset_key, stamp_identity, flux_for_snr, log_uniform, make_psf, psf_half_light_radius,
                    sersic_b, stamp_seed)
 
 
@@ -233,10 +233,7 @@ def draw_bulge_disk_params(recipe: dict, seed: int, dataset: str, shard: int) ->
     seps = np.array([np.hypot(nb_cols[f"nb{k}_dx_px"], nb_cols[f"nb{k}_dy_px"]) for k in range(k_max)])
     nearest = np.nanmin(np.where(np.isnan(seps), np.inf, seps), axis=0) if k_max else np.full(size, np.inf)
     return pd.DataFrame({
-        "id": [f"{dataset}-{shard:04d}-{i:06d}" for i in range(size)],
-        "dataset": dataset,
-        "shard": np.full(size, shard, dtype=np.int32),
-        "index": np.arange(size, dtype=np.int32),
+        **stamp_identity(dataset, shard, size),
         "r_e_arcsec": r_e,
         "bulge_fraction": bt,
         "bulge_n": b_n, "bulge_r_e_arcsec": b_re, "bulge_q": b_q, "bulge_pa_deg": b_pa,

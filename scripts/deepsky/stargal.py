@@ -220,10 +220,7 @@ def draw_stargal_params(recipe: dict, seed: int, dataset: str, shard: int) -> tu
     dec = dec0[field_idx] + rng.uniform(-0.07, 0.07, n)
 
     cat = pd.DataFrame({
-        "id": [f"{dataset}-{shard:04d}-{i:06d}" for i in range(n)],
-        "dataset": dataset,
-        "shard": np.full(n, shard, dtype=np.int32),
-        "index": np.arange(n, dtype=np.int32),
+        **sims.stamp_identity(dataset, shard, n),
         "objID": objid,
         "ra": ra, "dec": dec,
         "run": np.full(n, run, dtype=np.int32), "rerun": np.full(n, 301, dtype=np.int32),
