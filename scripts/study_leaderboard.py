@@ -19,21 +19,28 @@ def load(path):
     return json.loads(Path(path).read_text())
 
 
-entries = [{**e, "metrics": load(m), "train_timing": load(t), "eval_timing": load(v)}
-           for e, m, t, v in zip(p.entries, inp.metrics, inp.train_timing, inp.eval_timing, strict=True)]
-table = study.leaderboard(entries)
+speed = pd.read_parquet(inp.speed)
+entries = [{**e, "metrics": load(m), "train_timing": load(t)}
+           for e, m, t in zip(p.entries, inp.metrics, inp.train_timing, strict=True)]
+table = study.leaderboard(entries, speed)
 io.write_parquet(out.parquet, table)
 
 fits = pd.read_parquet(inp.fits)
-cnn_pred = pd.read_parquet(inp.cnn_predictions)
-comp = study.comparison(load(inp.baseline), cnn_pred, fits, load(inp.cnn_timing), p.compare)
+preds = {name: pd.read_parquet(path) for name, path in zip(p.compared, inp.compared, strict=True)}
+comp = study.comparison(load(inp.baseline), fits, preds, speed, p.compare)
 io.write_json(out.comparison, comp)
 calib = {name: load(path) for name, path in zip(p.calibration_names, inp.calibration, strict=True)}
 with io.atomic_path(out.md) as tmp:
     tmp.write_text(study.markdown(table, comp, calib, p.note))
 log.info("\n" + table[["variant", "fraction", "n_train", "params", "median_abs_rel", "r2_log"]].to_string())
+fast = comp["fastest_at_least_as_accurate"]
+log.info(f"Sersic fit {comp['fit']['median_abs_rel_all']:.4f} at {comp['fit']['seconds_per_galaxy']:.3g} s/galaxy; "
+         + (f"fastest model as accurate: {fast['variant']} {fast['median_abs_rel_all']:.4f}, {fast['speedup']:,.0f}x"
+            if fast else "no model as accurate"))
 
 studyplots.accuracy_vs_size(table, out.accuracy, "model study: accuracy vs training-set size")
-studyplots.baseline(fits, cnn_pred, out.baseline,
-                    f"Sersic fit ({comp['fit']['seconds_per_galaxy']:.2g} s/galaxy) vs {p.compare} "
-                    f"({comp['cnn_seconds_per_galaxy']:.2g} s/galaxy): {comp['speedup']:,.0f}x")
+best = comp["most_accurate"]
+studyplots.baseline(fits, preds[comp["compare"]["model"]], comp, out.baseline,
+                    f"Sersic fit ({comp['fit']['seconds_per_galaxy']:.2g} s/galaxy) vs CNNs on the same "
+                    f"{comp['n']} galaxies: most accurate {best['variant']} {best['speedup']:,.0f}x faster"
+                    + (f", fastest as accurate {fast['variant']} {fast['speedup']:,.0f}x" if fast else ""))

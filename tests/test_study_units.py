@@ -115,3 +115,101 @@ def test_gaussian_columns_bracket_the_median():
     assert np.allclose(cols["sigma_ln"], [0.5, 0.1])
     assert np.allclose(np.sqrt(cols["lo68"] * cols["hi68"]), [0.3, np.exp(np.log(0.3) + 0.5)])
     assert (cols["lo95"] < cols["lo68"]).all() and (cols["hi95"] > cols["hi68"]).all()
+
+
+def test_snr_bins_are_left_closed_and_clip_outside_values():
+    b = uncertainty.snr_bins([5, 10, 19.9, 20, 40, 50], [10, 20, 40])
+    assert b.tolist() == [0, 0, 0, 1, 1, 1]
+    with pytest.raises(ValueError, match=r"\[10.0, 5.0\]"):
+        uncertainty.snr_bins([1.0], [10, 5])
+
+
+def test_conformal_multiplier_is_the_finite_sample_quantile():
+    z = np.arange(10, 0, -1.0)  # scores 10..1, unsorted
+    assert uncertainty.conformal_multiplier(z, 0.5) == 6.0  # ceil(11 * 0.5) = 6th smallest
+    assert uncertainty.conformal_multiplier(z, 0.68) == 8.0  # ceil(7.48) = 8
+    assert uncertainty.conformal_multiplier(z, 0.95) == 10.0  # ceil(10.45) = 11 > n: the largest
+    with pytest.raises(ValueError, match="no validation"):
+        uncertainty.conformal_multiplier([], 0.68)
+
+
+def _miscalibrated(rng, n):
+    """Two S/N populations: the network's sigma is half the truth at low S/N, twice it at high S/N."""
+    snr = np.where(rng.random(n) < 0.5, 15.0, 100.0)
+    sig_pred = np.exp(rng.normal(-1.5, 0.3, n))
+    sig_true = sig_pred * np.where(snr < 50, 2.0, 0.5)
+    mu = rng.normal(-1, 0.5, n)
+    return np.exp(mu + sig_true * rng.normal(size=n)), np.exp(mu), sig_pred, snr
+
+
+def test_recalibration_on_validation_fixes_coverage_per_snr_bin_on_fresh_data():
+    rng = np.random.default_rng(3)
+    edges = [10, 50, 200]
+    recal = uncertainty.recalibration(*_miscalibrated(rng, 6000), edges, uncertainty.curve_levels())
+    test = _miscalibrated(rng, 6000)  # new draws: recalibration never saw them
+    raw = uncertainty.calibration(*test, edges)
+    fixed = uncertainty.calibration(*test, edges, recal=recal)
+    lo, hi = raw["by_snr"]
+    assert lo["cov68"] < 0.45 and hi["cov68"] > 0.9  # over- then under-confident
+    for b in fixed["by_snr"]:
+        assert abs(b["cov68"] - 0.68) < 0.03 and abs(b["cov95"] - 0.95) < 0.02
+    j = recal["levels"].index(0.68)
+    assert recal["multiplier"][0][j] == pytest.approx(2 * uncertainty.z_for(0.68), rel=0.08)
+    assert recal["multiplier"][1][j] == pytest.approx(0.5 * uncertainty.z_for(0.68), rel=0.08)
+    # effective sigma follows the multiplier; the reliability curve is recalibrated too
+    assert fixed["by_snr"][0]["median_sigma_ln"] > 1.8 * lo["median_sigma_ln"]
+    assert np.allclose(fixed["curve"]["coverage"], fixed["curve"]["level"], atol=0.03)
+
+
+def test_recalibration_falls_back_to_all_galaxies_in_a_sparse_bin():
+    rng = np.random.default_rng(4)
+    true, pred, sig, _ = _miscalibrated(rng, 500)
+    snr = np.full(true.size, 100.0)
+    snr[:5] = 15.0  # 5 galaxies in the low bin: too few for their own quantile
+    recal = uncertainty.recalibration(true, pred, sig, snr, [10, 50, 200], [0.68])
+    assert recal["count"] == [5, 495]
+    z = np.abs(np.log(true) - np.log(pred)) / sig
+    assert recal["multiplier"][0][0] == uncertainty.conformal_multiplier(z, 0.68)
+    with pytest.raises(ValueError, match="no level 0.95"):
+        uncertainty.calibration(true, pred, sig, snr, [10, 50, 200], recal=recal)
+
+
+def test_comparison_finds_the_fastest_model_at_least_as_accurate_as_the_fit():
+    import pandas as pd
+
+    ids = np.arange(6)
+    true = np.full(6, 0.5)
+    fits = pd.DataFrame({"id": ids, "success": [True] * 5 + [False]})
+    base = {"median_abs_rel": 0.10, "median_abs_rel_all": 0.12, "seconds_per_galaxy": 0.2, "count": 6, "failures": 1}
+    preds = {study.model_name(v, 1.0): pd.DataFrame({"id": ids, "true": true, "pred": true * (1 + e)})
+             for v, e in (("slow", 0.05), ("fast", 0.09), ("fastest", 0.3))}
+    speed = pd.DataFrame({"model": list(preds), "seconds_per_galaxy": [2e-4, 1e-4, 1e-5], "threads": 1})
+    comp = study.comparison(base, fits, preds, speed, "slow")
+    assert [r["variant"] for r in comp["models"]] == ["fastest", "fast", "slow"]
+    assert [r["at_least_as_accurate"] for r in comp["models"]] == [False, True, True]
+    assert comp["fastest_at_least_as_accurate"]["variant"] == "fast"
+    assert comp["fastest_at_least_as_accurate"]["speedup"] == pytest.approx(2000)
+    assert comp["most_accurate"]["variant"] == "slow" and comp["compare"]["speedup"] == pytest.approx(1000)
+    with pytest.raises(ValueError, match="'nope'"):
+        study.comparison(base, fits, preds, speed, "nope")
+
+
+def test_time_model_times_the_whole_path_from_raw_stamps():
+    import pandas as pd
+
+    from deepsky import models, speed
+
+    spec = {"layout": "fovea", "norm": "flux", "stretch": "asinh", "flux_scale": 20.0, "stamp": 16, "bands": 1}
+    meta = {"task": "size", "preprocess": spec, "target": {"kind": "log", "mean": -1.0, "std": 0.5}}
+    model = models.build("cnn", data.input_shape(spec), 1, width=4)
+    images = np.random.default_rng(0).uniform(1, 2, (40, 1, 16, 16)).astype(np.float32)
+    cat = pd.DataFrame({"id": np.arange(40)})
+    t = speed.time_model(model, meta, images, cat, repeats=3, batch_size=16)
+    assert t["stamps"] == 40 and t["repeats"] == 3 and t["seconds_per_galaxy"] > 0
+    assert t["stamps_per_s"] == pytest.approx(1 / t["seconds_per_galaxy"])
+    pred = speed.end_to_end(model, meta, images, cat)
+    assert pred.shape == (40,) and (pred > 0).all()
+    with pytest.raises(ValueError, match="repeats"):
+        speed.time_model(model, meta, images, cat, repeats=0)
+    with pytest.raises(ValueError, match="got 0"):
+        speed.set_threads(0)

@@ -54,39 +54,105 @@ def gaussian_columns(outputs: np.ndarray, target: dict) -> pd.DataFrame:
     return pd.DataFrame(cols)
 
 
-def coverage(y, mu, sigma, level: float) -> float:
-    """Fraction of ``y`` inside the central ``level`` interval mu +- z(level) * sigma (NaN if empty)."""
+def coverage(y, mu, sigma, level: float, mult=None) -> float:
+    """Fraction of ``y`` inside the central ``level`` interval mu +- m * sigma (NaN if empty).
+
+    ``m`` is the Gaussian z(level) unless ``mult`` (a number or one per sample) replaces it, as a
+    recalibration does."""
     y, mu, sigma = (np.asarray(a, float) for a in (y, mu, sigma))
     if y.size == 0:
         return float("nan")
-    return float(np.mean(np.abs(y - mu) <= z_for(level) * sigma))
+    m = z_for(level) if mult is None else np.asarray(mult, float)
+    return float(np.mean(np.abs(y - mu) <= m * sigma))
 
 
-def calibration(true, pred, sigma_ln, snr, snr_edges, levels=LEVELS) -> dict:
+def snr_bins(snr, snr_edges) -> np.ndarray:
+    """Bin index of each S/N: left-closed bins, the last one closed; values outside the edges go to
+    the first or last bin."""
+    e = np.asarray(snr_edges, float)
+    if e.size < 2 or np.any(np.diff(e) <= 0):
+        raise ValueError(f"S/N bin edges must be at least two increasing numbers, got {e.tolist()}")
+    return np.clip(np.searchsorted(e, np.asarray(snr, float), side="right") - 1, 0, e.size - 2)
+
+
+def conformal_multiplier(z_abs, level: float) -> float:
+    """Split-conformal half-width (in sigmas) from validation scores |y - mu| / sigma: the
+    ceil((n + 1) * level)-th smallest score, so a new exchangeable galaxy falls inside with
+    probability >= level (the largest score when n is too small to promise it)."""
+    z = np.sort(np.asarray(z_abs, float))
+    if z.size == 0:
+        raise ValueError("no validation galaxies to recalibrate on")
+    k = min(int(np.ceil((z.size + 1) * level)), z.size)
+    return float(z[k - 1])
+
+
+MIN_BIN = 20  # fewer validation galaxies than this in an S/N bin: use the multiplier of all of them
+
+
+def recalibration(true, pred, sigma_ln, snr, snr_edges, levels) -> dict:
+    """Interval multipliers fitted on a *validation* split, per S/N bin and level (split conformal,
+    one calibration set per S/N bin).
+
+    Returns ``{"snr_edges", "levels", "count" (per bin), "multiplier": [[k per level] per bin],
+    "gaussian": [z(level)]}``.  Apply with ``calibration(..., recal=...)``: the interval at level L
+    of a galaxy in S/N bin b becomes ln(pred) +- multiplier[b][L] * sigma_ln.
+    """
+    z = np.abs(np.log(np.asarray(true, float)) - np.log(np.asarray(pred, float))) / np.asarray(sigma_ln, float)
+    b = snr_bins(snr, snr_edges)
+    levels = [float(v) for v in levels]
+    mult, counts = [], []
+    for i in range(len(snr_edges) - 1):
+        zi = z[b == i] if (b == i).sum() >= MIN_BIN else z
+        mult.append([conformal_multiplier(zi, lv) for lv in levels])
+        counts.append(int((b == i).sum()))
+    return {"snr_edges": [float(e) for e in snr_edges], "levels": levels, "count": counts,
+            "multiplier": mult, "gaussian": [z_for(lv) for lv in levels]}
+
+
+CURVE = np.round(np.linspace(0.05, 0.99, 48), 4)
+
+
+def curve_levels(levels=LEVELS) -> list[float]:
+    """The levels a recalibration must cover to draw the reliability curve and the summary levels."""
+    return sorted({*map(float, CURVE), *map(float, levels)})
+
+
+def calibration(true, pred, sigma_ln, snr, snr_edges, levels=LEVELS, recal: dict | None = None) -> dict:
     """Interval coverage of ln(true) around ln(pred) with ln-space sigma, overall and by S/N.
 
     ``true``/``pred`` are positive sizes (same unit), ``sigma_ln`` the predicted sigma of ln R_e,
     ``snr`` the aperture S/N and ``snr_edges`` the S/N bin edges (left-closed, last bin closed).
+    With ``recal`` (from ``recalibration`` on a validation split) the intervals use its per-bin
+    multipliers instead of the Gaussian z; ``median_sigma_ln`` is then the effective sigma
+    (multiplier(68%) / z(68%) * sigma_ln).
     Returns ``{"overall": {"count", "cov68", "cov95", "median_sigma_ln", "nll"}, "by_snr": [...],
     "curve": {"level": [...], "coverage": [...]}}`` with coverages as fractions.
     """
     y, mu = np.log(np.asarray(true, float)), np.log(np.asarray(pred, float))
     sig, snr = np.asarray(sigma_ln, float), np.asarray(snr, float)
+    b = snr_bins(snr, snr_edges)
+
+    def mult(level, sel):
+        if recal is None:
+            return None
+        try:
+            j = [round(v, 6) for v in recal["levels"]].index(round(float(level), 6))
+        except ValueError:
+            raise ValueError(f"the recalibration has no level {level} (it has {recal['levels']})") from None
+        return np.asarray(recal["multiplier"], float)[b[sel], j]
 
     def block(sel):
         out = {"count": int(sel.sum())}
         for lv in levels:
-            out[f"cov{round(lv * 100)}"] = coverage(y[sel], mu[sel], sig[sel], lv)
-        out["median_sigma_ln"] = float(np.median(sig[sel])) if sel.any() else float("nan")
-        out["nll"] = float(np.mean(gaussian_nll(y[sel], mu[sel], 2 * np.log(sig[sel])))) if sel.any() else float("nan")
+            out[f"cov{round(lv * 100)}"] = coverage(y[sel], mu[sel], sig[sel], lv, mult(lv, sel))
+        eff = sig[sel] if recal is None else sig[sel] * mult(0.68, sel) / z_for(0.68)
+        out["median_sigma_ln"] = float(np.median(eff)) if sel.any() else float("nan")
+        out["nll"] = float(np.mean(gaussian_nll(y[sel], mu[sel], 2 * np.log(eff)))) if sel.any() else float("nan")
         return out
 
     edges = np.asarray(snr_edges, float).copy()
     edges[0], edges[-1] = min(edges[0], snr.min()), max(edges[-1], snr.max())
-    by = []
-    for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        sel = (snr >= lo) & ((snr < hi) if i < len(edges) - 2 else (snr <= hi))
-        by.append({"lo": float(lo), "hi": float(hi), **block(sel)})
-    grid = np.round(np.linspace(0.05, 0.99, 48), 4)
-    return {"overall": block(np.ones_like(y, bool)), "by_snr": by,
-            "curve": {"level": grid.tolist(), "coverage": [coverage(y, mu, sig, lv) for lv in grid]}}
+    by = [{"lo": float(lo), "hi": float(hi), **block(b == i)} for i, (lo, hi) in enumerate(zip(edges[:-1], edges[1:]))]
+    every = np.ones_like(y, bool)
+    return {"overall": block(every), "by_snr": by,
+            "curve": {"level": CURVE.tolist(), "coverage": [coverage(y, mu, sig, lv, mult(lv, every)) for lv in CURVE]}}

@@ -334,15 +334,16 @@ def study_calibration_files():
     ]
 
 
-def study_compare_files():
-    """Predictions and timing of the CNN the Sersic baseline is compared with (study.baseline.compare)."""
+def study_compared_models():
+    """Every variant at its largest training-set fraction: the models compared with the Sersic fit
+    (study.baseline.compare, the one plotted galaxy by galaxy, must be among the variants).
+    """
     v = config["study"]["baseline"]["compare"]
     if v not in config["study"]["variants"]:
         raise ValueError(
             f"study.baseline.compare: {v!r} is not a variant (known: {sorted(config['study']['variants'])})"
         )
-    m = f"study/variant~{v}/fraction~{study_top_fraction(v)}"
-    return {
-        "predictions": f"results/{STUDY_TASK}/predictions/{m}.parquet",
-        "timing": f"results/benchmarks/evaluate/{STUDY_TASK}/{m}.timing.json",
-    }
+    return [
+        f"study/variant~{name}/fraction~{study_top_fraction(name)}"
+        for name in config["study"]["variants"]
+    ]
