@@ -82,14 +82,41 @@ def test_gaussian_nll_keras_matches_numpy_and_the_normal_density():
 
     from deepsky import models
 
-    y = np.array([0.0, 1.0, -2.0, 0.3], np.float32)
-    mu = np.array([0.0, 0.5, 0.0, 0.3], np.float32)
-    logvar = np.array([0.0, np.log(0.25), np.log(4.0), -1.0], np.float32)
+    y = np.array([0.0, 1.0, -2.0, 0.3, 0.1], np.float32)
+    mu = np.array([0.0, 0.5, 0.0, 0.3, 0.0], np.float32)
+    raw = np.array([0.0, np.log(0.25), np.log(4.0), -1.0, -30.0], np.float32)
+    logvar = uncertainty.gaussian_logvar(raw)
+    # a smooth floor: near-identity above it, never below it
+    assert np.allclose(logvar[:4], raw[:4], atol=2e-3) and -8.0 < logvar[4] < -7.99
     expect = -stats.norm.logpdf(y, mu, np.exp(0.5 * logvar))
     assert np.allclose(uncertainty.gaussian_nll(y, mu, logvar), expect, atol=1e-6)
-    got = ops.convert_to_numpy(models.gaussian_nll(ops.convert_to_tensor(y), ops.convert_to_tensor(np.stack([mu, logvar], 1))))
-    assert np.allclose(got, expect, atol=1e-5)
-    assert np.isclose(expect[0], 0.5 * np.log(2 * np.pi))
+    pred = ops.convert_to_tensor(np.stack([mu, raw], 1))
+    got = ops.convert_to_numpy(models.gaussian_nll(ops.convert_to_tensor(y), pred))
+    assert np.allclose(got, expect, rtol=1e-5, atol=1e-5)
+    assert np.allclose(ops.convert_to_numpy(models.gaussian_logvar(ops.convert_to_tensor(raw))), logvar, atol=1e-5)
+    beta = ops.convert_to_numpy(models.gaussian_beta_nll(ops.convert_to_tensor(y), pred))
+    assert np.allclose(beta, np.exp(models.BETA * logvar) * expect, rtol=1e-5, atol=1e-6)
+
+
+def test_beta_nll_holds_the_weight_out_of_the_gradient():
+    tf = pytest.importorskip("tensorflow")
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip("gradient check written with tf.GradientTape")
+    from deepsky import models
+
+    y = tf.constant([0.4, -0.2])
+    pred = tf.Variable([[0.0, -1.0], [0.1, 0.5]])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(models.gaussian_beta_nll(y, pred))
+    g = tape.gradient(loss, pred).numpy()
+    lv = uncertainty.gaussian_logvar(pred.numpy()[:, 1])
+    w = np.exp(models.BETA * lv)
+    dlv = 1 / (1 + np.exp(-(pred.numpy()[:, 1] + 8.0)))  # d logvar / d raw of the smooth floor
+    resid = y.numpy() - pred.numpy()[:, 0]
+    assert np.allclose(g[:, 0], -w * resid * np.exp(-lv), rtol=1e-4)  # d/dmu of w * NLL, w constant
+    assert np.allclose(g[:, 1], w * 0.5 * (1 - resid**2 * np.exp(-lv)) * dlv, rtol=1e-4)
 
 
 def test_interval_coverage_on_known_inputs():
@@ -112,7 +139,7 @@ def test_interval_coverage_on_known_inputs():
 def test_gaussian_columns_bracket_the_median():
     target = {"kind": "log", "mean": np.log(0.3), "std": 0.5}
     cols = uncertainty.gaussian_columns(np.array([[0.0, 0.0], [1.0, np.log(0.04)]]), target)
-    assert np.allclose(cols["sigma_ln"], [0.5, 0.1])
+    assert np.allclose(cols["sigma_ln"], [0.5, 0.1], rtol=5e-3)  # the smooth floor at logvar -8 barely moves these
     assert np.allclose(np.sqrt(cols["lo68"] * cols["hi68"]), [0.3, np.exp(np.log(0.3) + 0.5)])
     assert (cols["lo95"] < cols["lo68"]).all() and (cols["hi95"] > cols["hi68"]).all()
 

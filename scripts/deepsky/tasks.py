@@ -110,7 +110,7 @@ def train_task(task_name: str, images: np.ndarray, cat: pd.DataFrame, split: pd.
     train.configure_precision(train_cfg.get("precision", "float32"))
     log(train.device_summary())
     head = model_opts.get("head", "point")
-    outputs, loss = (2 * task.outputs, models.gaussian_nll) if head == "gaussian" else (task.outputs, task.loss)
+    outputs, loss = (2 * task.outputs, models.gaussian_beta_nll) if head == "gaussian" else (task.outputs, task.loss)
     model = models.build(model_name, data.input_shape(spec), outputs, **model_opts)
     log(f"{model_name}: {model.count_params()} parameters")
     t0 = time.perf_counter()

@@ -1,7 +1,8 @@
 """Per-galaxy uncertainties from a Gaussian (mean, log-variance) head, and their calibration.
 
-A ``head: gaussian`` size model predicts, for each stamp, a mean ``mu`` and a log-variance ``s`` of
-the *standardised* ln R_e (see ``data.fit_log_target``).  In physical terms that is a log-normal
+A ``head: gaussian`` size model predicts, for each stamp, a mean ``mu`` and a raw second output
+whose ``gaussian_logvar`` is the log-variance ``s`` of the *standardised* ln R_e (see
+``data.fit_log_target``).  In physical terms that is a log-normal
 distribution of R_e with median exp(mu * std + mean) and ln-space sigma ``exp(s/2) * std``.
 
 Calibration is checked on the held-out test split: the fraction of test galaxies whose true
@@ -16,14 +17,18 @@ import pandas as pd
 from scipy import stats
 
 LEVELS = (0.68, 0.95)
-LOGVAR_CLIP = (-12.0, 8.0)  # the same clip as models.gaussian_nll
+LOGVAR_FLOOR, LOGVAR_CEIL = -8.0, 8.0  # the same as models.LOGVAR_FLOOR / LOGVAR_CEIL
+
+
+def gaussian_logvar(raw) -> np.ndarray:
+    """Log-variance from a Gaussian head's raw output (numpy twin of ``models.gaussian_logvar``)."""
+    return np.minimum(LOGVAR_FLOOR + np.logaddexp(0.0, np.asarray(raw, float) - LOGVAR_FLOOR), LOGVAR_CEIL)
 
 
 def gaussian_nll(y, mu, logvar) -> np.ndarray:
-    """Per-sample Gaussian NLL 0.5 * (ln 2 pi + logvar + (y - mu)^2 / exp(logvar)) (numpy twin of
-    ``models.gaussian_nll``, with the same log-variance clip)."""
-    y, mu = np.asarray(y, float), np.asarray(mu, float)
-    s = np.clip(np.asarray(logvar, float), *LOGVAR_CLIP)
+    """Per-sample Gaussian NLL 0.5 * (ln 2 pi + logvar + (y - mu)^2 / exp(logvar)) for a given
+    log-variance (``models.gaussian_nll`` is this of ``gaussian_logvar`` of the raw output)."""
+    y, mu, s = np.asarray(y, float), np.asarray(mu, float), np.asarray(logvar, float)
     return 0.5 * (np.log(2 * np.pi) + s + (y - mu) ** 2 * np.exp(-s))
 
 
@@ -45,7 +50,7 @@ def gaussian_columns(outputs: np.ndarray, target: dict) -> pd.DataFrame:
     if outputs.ndim != 2 or outputs.shape[1] != 2:
         raise ValueError(f"a Gaussian head gives (N, 2) outputs, got shape {outputs.shape}")
     mu_ln = outputs[:, 0] * target["std"] + target["mean"]
-    sigma_ln = np.exp(0.5 * np.clip(outputs[:, 1], *LOGVAR_CLIP)) * target["std"]
+    sigma_ln = np.exp(0.5 * gaussian_logvar(outputs[:, 1])) * target["std"]
     cols = {"sigma_ln": sigma_ln}
     for level in LEVELS:
         z, tag = z_for(level), f"{round(level * 100)}"
