@@ -136,3 +136,30 @@ def test_report_embeds_every_declared_figure(study_run):
     for path, entry in results.items():
         assert entry["data_uri"].startswith("data:image/png") and len(entry["data_uri"]) > 1000, path
         assert "System Message" not in entry["caption"] and "Config" in entry["caption"], path
+
+
+@pytest.mark.parametrize("caption", sorted((REPO / "workflow" / "report").glob("*.rst")), ids=lambda p: p.name)
+def test_every_report_caption_renders_without_docutils_errors(caption):
+    """A stray |...| pair is an undefined rst substitution: the report shows an error box instead of the
+    caption. Render each caption as snakemake does (Jinja, then docutils) and demand a clean result."""
+    import io
+
+    import docutils.core
+    import jinja2
+
+    from types import SimpleNamespace
+
+    from snakemake.utils import validate
+
+    class Value(jinja2.ChainableUndefined):  # wildcards.x and the like render as a word
+        def __str__(self):
+            return "value"
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    validate(config, str(REPO / "workflow" / "schemas" / "config.schema.yaml"))  # fills the defaults
+    env = jinja2.Environment(undefined=Value)
+    smk = SimpleNamespace(config=config, wildcards=Value(), params=Value(), input=Value(), output=Value())
+    text = env.from_string(caption.read_text()).render(snakemake=smk)
+    errors = io.StringIO()
+    docutils.core.publish_parts(text, writer_name="html", settings_overrides={"warning_stream": errors})
+    assert errors.getvalue() == "", errors.getvalue()
