@@ -59,7 +59,7 @@ def baseline(fits: pd.DataFrame, cnn_pred: pd.DataFrame, comp: dict, path, title
     sub = cnn_pred.set_index("id").loc[fits["id"]]
     cnn_err = ((sub["pred"] - sub["true"]) / sub["true"]).to_numpy()
     ok = fits["success"].to_numpy(bool)
-    fig, axes = plt.subplots(1, 3, figsize=(13.5, 4.0), gridspec_kw={"width_ratios": [1, 1, 1.1]})
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), gridspec_kw={"width_ratios": [1, 1, 1.1]})
     for ax, col, label in zip(axes[:2], ("r_e_arcsec", "snr"), ("true R_e [arcsec]", "aperture S/N")):
         x = fits[col].to_numpy()
         ax.scatter(x[ok], fits["rel_err"][ok], s=10, color="C1", label="Sersic fit")
@@ -75,14 +75,15 @@ def baseline(fits: pd.DataFrame, cnn_pred: pd.DataFrame, comp: dict, path, title
     ax.annotate("Sersic fit", (f["seconds_per_galaxy"], f["median_abs_rel_all"]), fontsize=8,
                 xytext=(-4, 6), textcoords="offset points", ha="right")
     ax.axhline(min(f["median_abs_rel"], f["median_abs_rel_all"]), color="C1", lw=0.8, ls="--")
-    for r in comp["models"]:
-        ax.scatter([r["seconds_per_galaxy"]], [r["median_abs_rel_all"]], s=30,
-                   color="C0" if r["at_least_as_accurate"] else "0.5", zorder=3)
-        ax.annotate(f"{r['variant']} ({r['speedup']:,.0f}x)", (r["seconds_per_galaxy"], r["median_abs_rel_all"]),
-                    fontsize=7, xytext=(4, 2), textcoords="offset points")
+    markers = "oDv^<>ph*P"
+    for i, r in enumerate(sorted(comp["models"], key=lambda r: r["median_abs_rel_all"])):
+        good = r["at_least_as_accurate"]
+        ax.scatter([r["seconds_per_galaxy"]], [r["median_abs_rel_all"]], s=36, marker=markers[i % len(markers)],
+                   color=f"C{(i + 2) % 10}" if good else "0.6", edgecolor="k", lw=0.4, zorder=3,
+                   label=f"{r['variant']}: {r['speedup']:,.0f}x" + ("" if good else " (less accurate)"))
     ax.set(xscale="log", xlabel=f"CPU seconds per galaxy ({comp['compare']['threads']} thread)",
-           ylabel="median |dR_e| / R_e (same galaxies)", title="accuracy vs cost")
-    ax.set_xlim(right=ax.get_xlim()[1] * 3)
+           ylabel="median |dR_e| / R_e (same galaxies)", title="accuracy vs cost (speed-up over the fit)")
+    ax.legend(fontsize=6.5, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     save(fig, path)
