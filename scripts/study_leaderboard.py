@@ -31,7 +31,8 @@ comp = study.comparison(load(inp.baseline), fits, preds, speed, p.compare)
 io.write_json(out.comparison, comp)
 calib = {name: load(path) for name, path in zip(p.calibration_names, inp.calibration, strict=True)}
 with io.atomic_path(out.md) as tmp:
-    tmp.write_text(study.markdown(table, comp, calib, p.note))
+    tmp.write_text(study.markdown(table, comp, calib, p.note,
+                                  {name: load(path) for name, path in zip(p.stargal_models, inp.stargal, strict=True)}))
 log.info("\n" + table[["variant", "fraction", "n_train", "params", "median_abs_rel", "r2_log"]].to_string())
 fast = comp["fastest_at_least_as_accurate"]
 log.info(f"Sersic fit {comp['fit']['median_abs_rel_all']:.4f} at {comp['fit']['seconds_per_galaxy']:.3g} s/galaxy; "

@@ -42,7 +42,9 @@ def test_adding_a_variant_row_adds_its_jobs(tmp_path):
     assert more["train"] == base["train"] + n_fractions
     assert more["evaluate"] == base["evaluate"] + n_fractions
     # one row per variant x fraction (cnn_gauss runs at one fraction only)
-    assert base["train"] == sum(len(v.get("fractions", tiny["study"]["fractions"])) for v in tiny["study"]["variants"].values())
+    # plus the star/galaxy models, whose probability calibration the study reports
+    assert base["train"] == sum(len(v.get("fractions", tiny["study"]["fractions"])) for v in tiny["study"]["variants"].values()) \
+        + len(tiny["stargal"]["models"])
     assert base["sersic_baseline"] == 1 and base["calibration"] == 1
 
 
@@ -76,6 +78,9 @@ def test_leaderboard_holds_every_variant_and_fraction(study_run):
         assert row["median_abs_rel"] == m["overall"]["median_abs_rel"] and row["params"] == m["params"]
     md = (study_run / "results/study/leaderboard.md").read_text()
     assert "| dense2 | 0.5 |" in md and "Classic baseline" in md and "cnn_gauss | all" in md
+    sg = json.loads((study_run / "results/stargal/metrics/cnn.json").read_text())["overall"]
+    assert (f"| cnn | {sg['cnn']['auc']:.4f} | {sg['cnn']['brier']:.4f} | {sg['cnn']['ece']:.4f} | "
+            f"{sg['baseline']['auc']:.4f} |") in md.split("## Star/galaxy probability calibration")[1]
     speed = pd.read_parquet(study_run / "results/benchmarks/study/speed.parquet").set_index("model")
     names = {f"study/variant~{v}/fraction~{f}" for v, f in expected}
     assert set(speed.index) == names and (speed["threads"] == 1).all() and (speed["seconds_per_galaxy"] > 0).all()
@@ -131,7 +136,8 @@ def test_report_embeds_every_declared_figure(study_run):
     declared = {p.relative_to(study_run).as_posix() for p in (study_run / "results").rglob("*.png")}
     tiny = yaml.safe_load(TINY.read_text())["study"]
     n_models = sum(len(v.get("fractions", tiny["fractions"])) for v in tiny["variants"].values())
-    assert len(declared) == 4 * n_models + 2 + 1  # evaluate x4 per model, accuracy + baseline, 1 calibration
+    assert len(declared) == 4 * n_models + 2 + 1 + 5  # evaluate x4 per model, accuracy + baseline, 1 calibration,
+    # and the star/galaxy model's five figures (roc, purity/completeness, reliability, misclassified, learning curves)
     assert declared == set(results)
     for path, entry in results.items():
         assert entry["data_uri"].startswith("data:image/png") and len(entry["data_uri"]) > 1000, path
@@ -163,3 +169,5 @@ def test_every_report_caption_renders_without_docutils_errors(caption):
     errors = io.StringIO()
     docutils.core.publish_parts(text, writer_name="html", settings_overrides={"warning_stream": errors})
     assert errors.getvalue() == "", errors.getvalue()
+    if caption.name != "workflow.rst":  # the workflow description; every other file captions a figure
+        assert "Config" in text and "seed" in text, f"{caption.name} does not say which config made the figure"

@@ -150,8 +150,10 @@ def _fmt(v, spec):
     return "n/a" if v is None or (isinstance(v, float) and not np.isfinite(v)) else format(v, spec)
 
 
-def markdown(table: pd.DataFrame, comp: dict | None, calib: dict[str, dict], config_note: str) -> str:
-    """The readable leaderboard: models, then the classic baseline, then the uncertainty calibration."""
+def markdown(table: pd.DataFrame, comp: dict | None, calib: dict[str, dict], config_note: str,
+             stargal: dict[str, dict] | None = None) -> str:
+    """The readable leaderboard: models, then the classic baseline, then the uncertainty calibration
+    (size Gaussian heads, and the star/galaxy probabilities of ``stargal``: model -> metrics JSON)."""
     lines = ["# deepsky model study: leaderboard", "", config_note, "",
              "Test-split metrics (median |dR_e|/R_e: lower is better). Training time is wall-clock on the "
              "machine that ran the jobs; the inference rate is end to end from raw stamps on the "
@@ -199,6 +201,17 @@ def markdown(table: pd.DataFrame, comp: dict | None, calib: dict[str, dict], con
                              f"{_fmt(b['cov95'], '.3f')} | {_fmt(b['median_sigma_ln'], '.3f')} | "
                              f"{_fmt(r.get('cov68'), '.3f')} | {_fmt(r.get('cov95'), '.3f')} | "
                              f"{_fmt(r.get('median_sigma_ln'), '.3f')} |")
+    if stargal:
+        lines += ["", "## Star/galaxy probability calibration", "",
+                  "Test split of the star/galaxy task; reliability diagrams in "
+                  "`results/stargal/plots/<model>/reliability.png`. Brier score and expected calibration "
+                  "error (ECE): lower is better.", "",
+                  "| model | AUC | Brier | ECE | catalogue baseline AUC |", "|---|---|---|---|---|"]
+        for name, m in stargal.items():
+            o = m["overall"]
+            net = o["cnn"]  # the network, whatever its architecture, is stored under "cnn" beside "baseline"
+            lines.append(f"| {name} | {_fmt(net['auc'], '.4f')} | {_fmt(net['brier'], '.4f')} | "
+                         f"{_fmt(net['ece'], '.4f')} | {_fmt(o['baseline']['auc'], '.4f')} |")
     return "\n".join(lines) + "\n"
 
 

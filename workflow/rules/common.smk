@@ -334,6 +334,11 @@ def study_calibration_files():
     ]
 
 
+def study_stargal_models():
+    """Star/galaxy models whose probability calibration the study reports (none without that task's data)."""
+    return list(config["stargal"]["models"]) if stargal_has_data() else []
+
+
 def study_compared_models():
     """Every variant at its largest training-set fraction: the models compared with the Sersic fit
     (study.baseline.compare, the one plotted galaxy by galaxy, must be among the variants).

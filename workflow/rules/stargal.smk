@@ -63,5 +63,9 @@ rule evaluate_stargal:
     params:
         **stargal_params(),
         seed=config["seed"],
+        # (architecture, options, training config): quoted in the report's figure captions
+        model_config=lambda wc: canonical(
+            [model_arch(wc.model), model_options(wc.model), task_train(wc.task)]
+        ),
     script:
         "../../scripts/evaluate.py"

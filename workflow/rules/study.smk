@@ -114,6 +114,9 @@ rule study_leaderboard:
         ),
         speed=rules.study_speed.output[0],
         calibration=lambda wc: study_calibration_files(),
+        stargal=lambda wc: [
+            f"results/stargal/metrics/{m}.json" for m in study_stargal_models()
+        ],
         baseline="results/study/baseline/sersic.json",
         fits="results/study/baseline/sersic_fits.parquet",
         compared=lambda wc: [
@@ -149,6 +152,7 @@ rule study_leaderboard:
         calibration_names=lambda wc: study_calibration_names(),
         compare=config["study"]["baseline"]["compare"],
         compared=lambda wc: study_compared_models(),
+        stargal_models=lambda wc: study_stargal_models(),
         note=deepsky_study.config_note(config["study"], config["train"], config["seed"]),
     script:
         "../../scripts/study_leaderboard.py"
