@@ -105,6 +105,23 @@ def test_manifest_build_skips_logs_benchmarks_hidden_and_compares(tmp_path):
         manifest.build(tmp_path / "nope")
 
 
+def test_manifest_lists_timed_study_outputs_without_comparing_their_bytes(tmp_path):
+    runs = {}
+    for run, seconds in (("a", "0.144"), ("b", "0.151")):
+        r = tmp_path / run / "results"
+        for rel, text in {"study/leaderboard.md": f"| train s | {seconds} |", "study/baseline/sersic.json": seconds,
+                          "study/calibration/g/fraction~1.0.json": "{}", "size/metrics/m.json": "{}"}.items():
+            (r / rel).parent.mkdir(parents=True, exist_ok=True)
+            (r / rel).write_text(text)
+        runs[run] = manifest.build(r)
+    a, b = runs["a"], runs["b"]
+    kinds = dict(zip(a["path"], a["kind"]))
+    assert kinds["study/leaderboard.md"] == kinds["study/baseline/sersic.json"] == "wall-clock"
+    assert kinds["study/calibration/g/fraction~1.0.json"] == kinds["size/metrics/m.json"] == "bytes"
+    assert manifest.compare(a, b).empty  # different timings, same results
+    assert list(manifest.compare(a, b[b["path"] != "study/leaderboard.md"])["path"]) == ["study/leaderboard.md"]
+
+
 def test_mixed_precision_option_keeps_float32_heads():
     import keras
 

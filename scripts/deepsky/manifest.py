@@ -4,7 +4,8 @@ Most results are byte-deterministic (NPZ with fixed member timestamps, Parquet, 
 PNG without a timestamp) and are digested on their bytes.  ``.keras`` files are zip archives whose
 ``metadata.json`` records the save date, so their digest is defined on the content instead: the
 model's ``config.json`` and every array of ``model.weights.h5`` (name, dtype, shape, bytes).  Logs,
-benchmarks (wall-clock timings) and hidden files (scratch checkpoints, temporary parts) are skipped.
+benchmarks (wall-clock timings) and hidden files (scratch checkpoints, temporary parts) are skipped;
+the study's leaderboard and Sersic-fit comparison, which quote timings, are listed without a digest.
 
 The ``deepsky manifest`` sub-command writes a manifest (``deepsky manifest results -o
 results/manifest.tsv``) or compares two (``deepsky manifest --compare a.tsv b.tsv``).
@@ -28,6 +29,10 @@ from . import io
 
 #: top-level folders under results/ that differ from run to run by nature
 SKIP_DIRS = ("logs", "benchmarks")
+#: results that report wall-clock times by design (the study's leaderboard and its speed comparison
+#: with the Sersic fit): listed with kind 'wall-clock' and no digest, so two runs are checked to both
+#: have them, never for equal bytes (their accuracy figures are in the per-model metrics JSONs)
+WALLCLOCK = ("study/leaderboard.md", "study/leaderboard.parquet", "study/baseline/")
 #: the manifest never lists itself
 SELF = "manifest.tsv"
 COLUMNS = ["path", "kind", "digest"]
@@ -101,7 +106,7 @@ def build(root: str | os.PathLike, skip_dirs: tuple[str, ...] = SKIP_DIRS) -> pd
         if (not p.is_file() or rel.parts[0] in skip_dirs or rel.as_posix() == SELF
                 or any(part.startswith(".") for part in rel.parts)):
             continue
-        kind, digest = content_digest(p)
+        kind, digest = (("wall-clock", "-") if rel.as_posix().startswith(WALLCLOCK) else content_digest(p))
         rows.append({"path": rel.as_posix(), "kind": kind, "digest": digest})
     return pd.DataFrame(rows, columns=COLUMNS)
 
