@@ -11,7 +11,7 @@ threads = speed.set_threads(p.threads)  # before the backend starts
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from deepsky import data, io, study, train  # noqa: E402
+from deepsky import data, io, train  # noqa: E402
 
 images, cat = io.read_shards(snakemake.input.npz, snakemake.input.parquet)
 cat = data.split_frame(cat, pd.read_parquet(snakemake.input.split))
@@ -23,8 +23,6 @@ rows = []
 for name, path in zip(p.names, snakemake.input.models, strict=True):
     model, meta = train.load_model(path)
     t = speed.time_model(model, meta, images, cat, repeats=int(p.repeats))
-    variant, fraction = study.parse_model_name(name)
-    rows.append({"variant": variant, "fraction": fraction, "model": name, "arch": meta["model"],
-                 "threads": int(p.threads), **t})
+    rows.append({"model": name, "arch": meta["model"], "threads": int(p.threads), **t})
     log.info(f"{name}: {t['seconds_per_galaxy'] * 1e3:.3f} ms/galaxy ({t['stamps_per_s']:,.0f} stamps/s)")
 io.write_parquet(snakemake.output[0], pd.DataFrame(rows))

@@ -57,7 +57,7 @@ rule study_speed:
         npz=shard_files(task_dataset(STUDY_TASK), "npz"),
         parquet=shard_files(task_dataset(STUDY_TASK), "parquet"),
         split=f"results/{STUDY_TASK}/split.parquet",
-        lib=lib("speed", "study", "tasks", "data", "train", "io", "runlog"),
+        lib=lib("speed", "tasks", "data", "train", "io", "runlog"),
     output:
         "results/benchmarks/study/speed.parquet",
     log:
