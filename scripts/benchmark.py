@@ -21,10 +21,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from deepsky import sims  # noqa: E402
+from deepsky.sims import sersic  # noqa: E402
 
 
 def default_recipe(dataset: str = "size") -> dict:
@@ -50,7 +50,7 @@ def bench_sims(args) -> None:
         r = dict(recipe, per_shard=n)
         sims.simulate_shard(dict(r, per_shard=3), 1, "bench", 99)  # warm GalSim caches / imports
         t0 = time.perf_counter()
-        sims.simulate_sersic_shard(r, 1, "bench", 0, method=method)
+        sersic.simulate_shard(r, 1, "bench", 0, method=method)
         dt = time.perf_counter() - t0
         rates[method] = n / dt
         print(f"{method:>5}: {n:5d} stamps in {dt:6.2f} s -> {rates[method]:7.1f} stamps/s/core")
@@ -58,7 +58,7 @@ def bench_sims(args) -> None:
     worst = 0.0
     for n_s, r_e, q in [(recipe["sersic_n"]["max"], recipe["r_e"]["max"], recipe["q"]["min"]),
                         (recipe["sersic_n"]["min"], recipe["r_e"]["min"], 1.0)]:
-        frac = sims.half_light_check(n_s, r_e, q, 37.0)
+        frac = sersic.half_light_check(n_s, r_e, q, 37.0)
         worst = max(worst, abs(frac - 0.5))
         print(f"label check n={n_s} R_e={r_e}\" q={q}: half-light ellipse holds {frac:.4f} of the light")
     print(f"labels {'PASS' if worst < 0.01 else 'FAIL'} (|fraction - 0.5| <= {worst:.4f}, limit 0.01)")
@@ -72,7 +72,7 @@ def bench_containment(args) -> None:
     print("| R_e [arcsec] | " + " | ".join(f"n={n}" for n in (0.5, 1, 2, 4, 6)) + " |")
     print("|---|" + "---|" * 5)
     for r_e in (0.1, 0.25, 0.5, 1.0):
-        row = [sims.stamp_containment(n, r_e, recipe) for n in (0.5, 1, 2, 4, 6)]
+        row = [sersic.stamp_containment(n, r_e, recipe) for n in (0.5, 1, 2, 4, 6)]
         print(f"| {r_e} | " + " | ".join(f"{f:.3f}" for f in row) + " |")
 
 

@@ -8,7 +8,8 @@ from deepsky import runlog  # noqa: E402
 log = runlog.redirect(snakemake.log[0])
 import pandas as pd  # noqa: E402
 
-from deepsky import candels, io  # noqa: E402
+from deepsky import io  # noqa: E402
+from deepsky.archives import candels  # noqa: E402
 
 cfg, shard = snakemake.params.cfg, int(snakemake.wildcards.shard)
 cat = candels.normalise_catalogue(pd.read_parquet(snakemake.input.catalogue), cfg["band"], cfg["keep_flags"],

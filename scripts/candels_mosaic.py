@@ -6,7 +6,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deepsky import runlog  # noqa: E402
 
 log = runlog.redirect(snakemake.log[0])
-from deepsky import candels  # noqa: E402
+from deepsky.archives import candels  # noqa: E402
 
 p = snakemake.params
 candels.download(p.url, snakemake.output[0], retries=p.retries, backoff_s=p.backoff_s, sha256=p.sha256,

@@ -8,10 +8,12 @@ from deepsky import runlog  # noqa: E402
 log = runlog.redirect(snakemake.log[0])  # before TensorFlow is imported: its chatter goes there too
 import pandas as pd  # noqa: E402
 
-from deepsky import evaluation, io, tasks  # noqa: E402
+from deepsky import io  # noqa: E402
+from deepsky.learn import inference  # noqa: E402
+from deepsky.reports import evaluation  # noqa: E402
 
 out = snakemake.output
-images, cat, meta, pred, table = tasks.predict_split(snakemake.input.npz, snakemake.input.parquet,
+images, cat, meta, pred, table = inference.predict_split(snakemake.input.npz, snakemake.input.parquet,
                                                      snakemake.input.split, snakemake.input.model)
 seconds = pred.attrs["seconds"]
 io.write_parquet(out.predictions, table)

@@ -8,7 +8,8 @@ from deepsky import runlog  # noqa: E402
 log = runlog.redirect(snakemake.log[0])
 import pandas as pd  # noqa: E402
 
-from deepsky import io, sdss  # noqa: E402
+from deepsky import io  # noqa: E402
+from deepsky.archives import sdss  # noqa: E402
 
 cfg = snakemake.params.sdss
 shard = int(snakemake.wildcards.shard)

@@ -6,7 +6,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deepsky import runlog  # noqa: E402
 
 log = runlog.redirect(snakemake.log[0])
-from deepsky import io, sdss  # noqa: E402
+from deepsky import io  # noqa: E402
+from deepsky.archives import sdss  # noqa: E402
 
 cfg = snakemake.params.sdss
 spec = sdss.QuerySpec.from_config(cfg)

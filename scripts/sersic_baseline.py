@@ -9,7 +9,9 @@ log = runlog.redirect(snakemake.log[0])
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from deepsky import baselines, data, io  # noqa: E402
+from deepsky import io  # noqa: E402
+from deepsky.learn import data  # noqa: E402
+from deepsky.reports import baselines  # noqa: E402
 
 p = snakemake.params
 images, cat = io.read_shards(snakemake.input.npz, snakemake.input.parquet)

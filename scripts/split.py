@@ -8,7 +8,8 @@ from deepsky import runlog  # noqa: E402
 log = runlog.redirect(snakemake.log[0])  # before TensorFlow is imported: its chatter goes there too
 import pandas as pd  # noqa: E402
 
-from deepsky import data, io  # noqa: E402
+from deepsky import io  # noqa: E402
+from deepsky.learn import data  # noqa: E402
 
 cat = pd.concat([pd.read_parquet(p, columns=["id"]) for p in snakemake.input.parquet], ignore_index=True)
 labels = data.split_labels(len(cat), snakemake.params.fractions, snakemake.params.seed)

@@ -10,7 +10,8 @@ from deepsky import runlog  # noqa: E402
 log = runlog.redirect(snakemake.log[0])
 import pandas as pd  # noqa: E402
 
-from deepsky import io, study, studyplots  # noqa: E402
+from deepsky import io  # noqa: E402
+from deepsky.reports import study, studyplots  # noqa: E402
 
 inp, out, p = snakemake.input, snakemake.output, snakemake.params
 

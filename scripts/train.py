@@ -8,18 +8,17 @@ from deepsky import runlog  # noqa: E402
 log = runlog.redirect(snakemake.log[0])  # before TensorFlow is imported: its chatter goes there too
 import pandas as pd  # noqa: E402
 
-from deepsky import io, tasks  # noqa: E402
+from deepsky import io  # noqa: E402
+from deepsky.learn import modelfile, tasks, train  # noqa: E402
 
 p = snakemake.params
 images, cat = io.read_shards(snakemake.input.npz, snakemake.input.parquet)
 spec = tasks.preprocess_spec(p.task_cfg, p.recipe, images.shape[1])
-model, meta, history, timing = tasks.train_task(
+model, meta, history, timing = train.train_task(
     snakemake.wildcards.task, images, cat, pd.read_parquet(snakemake.input.split), spec,
     p.model_name, p.model_opts, p.train_cfg, p.seed, p.scratch, log=log.info,
 )
-from deepsky import train  # noqa: E402
-
-train.save_model(model, snakemake.output.model, meta)
+modelfile.save_model(model, snakemake.output.model, meta)
 io.write_parquet(snakemake.output.history, history)
 io.write_json(snakemake.output.timing, timing)
 train.clear_scratch(p.scratch)

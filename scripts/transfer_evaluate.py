@@ -7,14 +7,16 @@ from deepsky import runlog  # noqa: E402
 
 log = runlog.redirect(snakemake.log[0])  # before TensorFlow is imported: its chatter goes there too
 
-from deepsky import io, plots, tasks, transfer  # noqa: E402
+from deepsky import io  # noqa: E402
+from deepsky.learn import inference  # noqa: E402
+from deepsky.reports import plots, transfer_report  # noqa: E402
 
 out = snakemake.output
-images, cat, meta, pred, table = tasks.predict_split(snakemake.input.npz, snakemake.input.parquet,
+images, cat, meta, pred, table = inference.predict_split(snakemake.input.npz, snakemake.input.parquet,
                                                      snakemake.input.split, snakemake.input.model)
 io.write_parquet(out.predictions, table)
 
-report = transfer.size_report(pred, cat)
+report = transfer_report.size_report(pred, cat)
 report.update({k: meta[k] for k in ("strategy", "budget", "n_train", "n_val", "model", "params")},
               n_test=int(len(cat)), epochs_run=int(meta.get("epochs_run", 0)) if meta["strategy"] != "zeroshot" else 0,
               best_epoch=int(meta.get("best_epoch", 0)) if meta["strategy"] != "zeroshot" else 0)

@@ -9,7 +9,8 @@ log = runlog.redirect(snakemake.log[0])  # before TensorFlow is imported: its ch
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from deepsky import data, io, train, transfer  # noqa: E402
+from deepsky import io  # noqa: E402
+from deepsky.learn import data, modelfile, train, transfer  # noqa: E402
 
 p, wc = snakemake.params, snakemake.wildcards
 strategy, budget = wc.strategy, int(wc.budget)
@@ -23,11 +24,11 @@ train_idx = val_idx = np.array([], dtype=int)
 if budget:
     train_idx, val_idx = transfer.budget_subsets(cat, budget, p.cfg["val_fraction"], p.seed)
     assert (cat["split"].to_numpy()[np.r_[train_idx, val_idx]] == "pool").all(), "budget touches the test set"
-base, base_meta = train.load_model(snakemake.input.base)
+base, base_meta = modelfile.load_model(snakemake.input.base)
 model, meta, history = transfer.fit_strategy(strategy, base, base_meta, images, cat, train_idx, val_idx, p.cfg,
                                              p.seed, p.scratch, log=log.info)
 meta["base_model_file"] = str(snakemake.input.base)
-train.save_model(model, snakemake.output.model, meta)
+modelfile.save_model(model, snakemake.output.model, meta)
 io.write_parquet(snakemake.output.history, history)
 train.clear_scratch(p.scratch)
 log.info(f"saved {snakemake.output.model} ({strategy}, budget {budget})")

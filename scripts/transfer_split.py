@@ -8,7 +8,8 @@ from deepsky import runlog  # noqa: E402
 log = runlog.redirect(snakemake.log[0])
 import pandas as pd  # noqa: E402
 
-from deepsky import io, transfer  # noqa: E402
+from deepsky import io  # noqa: E402
+from deepsky.learn import transfer  # noqa: E402
 
 p = snakemake.params
 ids = pd.concat([pd.read_parquet(f, columns=["id"]) for f in snakemake.input.parquet], ignore_index=True)["id"]

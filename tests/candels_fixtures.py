@@ -10,13 +10,14 @@ service from here, which is why deepsky.candels resolves columns through aliases
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "scripts"))
@@ -27,13 +28,13 @@ CRVAL = (189.228, 62.238)  # GOODS-N-like
 
 
 # --------------------------------------------------------------------------- HTTP server
-@dataclass
+@dataclasses.dataclass
 class Server:
     """Routes path -> bytes; faults path -> list of 'status:NNN' / 'truncate' used up one per request."""
 
-    routes: dict = field(default_factory=dict)
-    faults: dict = field(default_factory=dict)
-    requests: list = field(default_factory=list)
+    routes: dict = dataclasses.field(default_factory=dict)
+    faults: dict = dataclasses.field(default_factory=dict)
+    requests: list = dataclasses.field(default_factory=list)
     url: str = ""
 
     def count(self, path: str) -> int:
@@ -254,3 +255,27 @@ def vizier_votable(rows: list[dict]) -> bytes:
                     f"<TD>{g['dec']:.8f}</TD><TD>{g['flag']}</TD><TD>{mag:.3f}</TD><TD>{r_major:.6f}</TD>"
                     f"<TD>{g['n']:.2f}</TD><TD>{g['q']:.4f}</TD><TD>{g['pa']:.1f}</TD></TR>\n")
     return (VOTABLE_HEAD.format(nrows=len(rows)) + "".join(body) + VOTABLE_TAIL.format(nrows=len(rows))).encode()
+
+
+# --------------------------------------------------------------------------- pytest fixtures
+#: the catalogue query's path on the fake VizieR
+VOTABLE = "/viz-bin/votable"
+
+
+@pytest.fixture
+def server():
+    state, httpd = start_server()
+    yield state
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture
+def field(tmp_path, server):
+    """Synthetic mosaic on disk and served, and the matching VizieR answer."""
+    mosaic = tmp_path / "src" / "goodsn_f160w.fits"
+    mosaic.parent.mkdir()
+    rows = make_mosaic(mosaic)
+    server.routes[VOTABLE] = (vizier_votable(rows), "application/x-votable+xml")
+    server.routes["/mosaics/goodsn_f160w.fits"] = (mosaic.read_bytes(), "application/fits")
+    return rows, mosaic

@@ -16,7 +16,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import keras  # noqa: E402
 
-from deepsky import models, train  # noqa: E402
+from deepsky.learn import models, train  # noqa: E402
 
 CFG = {"epochs": 4, "batch_size": 32, "learning_rate": 0.002, "schedule": "cosine", "patience": 10,
        "augment": True}

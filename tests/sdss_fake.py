@@ -132,7 +132,8 @@ def make_objects() -> tuple[pd.DataFrame, dict]:
                    "camcol": camcol, "field": fld}
             row.update({f"psfMag_{b}": r + colours[b] + (0.0 if cls == "STAR" else 0.8) for b in BANDS})
             row.update({f"cModelMag_{b}": r + colours[b] for b in BANDS})
-            row.update({"petroRad_r": 1.5 if cls == "STAR" else 4.0, "psfFWHM_r": 1.3, "type": 6 if cls == "STAR" else 3,
+            row.update({"petroRad_r": 1.5 if cls == "STAR" else 4.0, "psfFWHM_r": 1.3,
+                        "type": 6 if cls == "STAR" else 3,
                         "class": cls})
             rows.append(row)
             if x < 10:

@@ -38,7 +38,7 @@ SELF = "manifest.tsv"
 COLUMNS = ["path", "kind", "digest"]
 
 
-def _h5_digest(h: "hashlib._Hash", raw: bytes) -> None:
+def _h5_digest(h: hashlib._Hash, raw: bytes) -> None:
     import h5py  # installed with keras
 
     with h5py.File(_io.BytesIO(raw), "r") as f:

@@ -169,7 +169,7 @@ def stamps_from_npz(path: str | Path, meta: dict, pixel_scale: float | None = No
 # --------------------------------------------------------------------------- prediction
 def predict_table(model, meta: dict, stamps: np.ndarray, flags: np.ndarray, rows: pd.DataFrame | None = None) -> pd.DataFrame:
     """Input rows + flag columns + the task's predictions (NaN for flagged rows)."""
-    from . import tasks
+    from .learn import inference as tasks
 
     n = len(stamps)
     rows = pd.DataFrame(index=range(n)) if rows is None else rows.reset_index(drop=True)
@@ -204,7 +204,7 @@ def write_predictions(path: str | Path, table: pd.DataFrame, meta: dict, model_p
 def run(model_path, out, images=None, catalogue=None, stamps=None, stamps_pixel_scale=None, ra_col=None,
         dec_col=None, resample=True, max_ratio=3.0, hdu=None, blank=None, log: Callable[[str], None] = _log) -> pd.DataFrame:
     """Everything ``deepsky predict`` does; returns the table it wrote."""
-    from . import train
+    from .learn import modelfile as train
 
     if bool(images) == bool(stamps):
         raise ValueError("give either --images with --catalogue, or --stamps")

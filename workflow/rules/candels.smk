@@ -10,7 +10,7 @@ ruleorder: candels_cutouts > simulate
 
 rule candels_catalogue:
     input:
-        lib=lib("candels", "io"),
+        lib=script_lib("candels_catalogue"),
     output:
         candels_catalogue_path(),
     log:
@@ -33,7 +33,7 @@ rule candels_catalogue:
 
 rule candels_mosaic:
     input:
-        lib=lib("candels", "io"),
+        lib=script_lib("candels_mosaic"),
     output:
         "resources/candels/mosaic/{name}",
     log:
@@ -58,7 +58,7 @@ rule candels_cutouts:
     input:
         catalogue=candels_catalogue_path(),
         mosaic=lambda wc: candels_mosaic_path(),
-        lib=lib("candels", "cutouts", "io"),
+        lib=script_lib("candels_cutouts"),
     output:
         npz="results/sims/candels/shard{shard}.npz",
         parquet="results/sims/candels/shard{shard}.parquet",

@@ -1,4 +1,6 @@
 # Configuration checks and path helpers shared by every stage (no rules here).
+import ast
+import functools
 import sys
 from pathlib import Path
 
@@ -8,16 +10,83 @@ from snakemake.utils import validate
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 REPO = Path(workflow.basedir).parent
-LIB = REPO / "scripts" / "deepsky"
+SCRIPTS = REPO / "scripts"
 
-# the study's variant resolution is plain library code (no keras), shared with the rule scripts
-sys.path.insert(0, str(REPO / "scripts"))
-from deepsky import study as deepsky_study
+# the study's variant resolution and the simulation registry are plain library code (no keras),
+# shared with the rule scripts
+sys.path.insert(0, str(SCRIPTS))
+from deepsky.reports import study as deepsky_study
+from deepsky.sims import registry as deepsky_sims
 
 
-def lib(*modules):
-    """Library modules a rule's script imports: declared as inputs so editing one reruns the rule."""
-    return [str(LIB / f"{m}.py") for m in modules]
+# ---------------------------------------------------------------- code inputs derived from imports
+def _module_file(dotted):
+    """scripts/<a>/<b>.py or scripts/<a>/<b>/__init__.py of a dotted module name (None if neither)."""
+    path = SCRIPTS.joinpath(*dotted.split("."))
+    if path.with_suffix(".py").is_file():
+        return path.with_suffix(".py")
+    if (path / "__init__.py").is_file():
+        return path / "__init__.py"
+    return None
+
+
+def _imported_names(path):
+    """Dotted names of every deepsky module a file imports: absolute and relative imports, at module
+    level or inside functions; ``from X import y`` yields X and X.y (y may be a submodule).
+    """
+    # the package a relative import starts from: scripts/deepsky/learn/train.py and
+    # scripts/deepsky/learn/__init__.py both sit in deepsky.learn
+    package = list(path.relative_to(SCRIPTS).parts[:-1])
+    names = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names += [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            name = ".".join(base + ([node.module] if node.module else []))
+            names += [name] + [f"{name}.{a.name}" for a in node.names]
+    return [n for n in names if n == "deepsky" or n.startswith("deepsky.")]
+
+
+@functools.lru_cache(maxsize=None)
+def _closure(path):
+    """Library files a file depends on: its deepsky imports, the ``__init__.py`` of every package on
+    the way, recursively (tuple of paths, sorted)."""
+    found, todo = set(), [Path(path)]
+    while todo:
+        for name in _imported_names(todo.pop()):
+            parts = name.split(".")
+            for i in range(1, len(parts) + 1):
+                f = _module_file(".".join(parts[:i]))
+                if f is not None and f not in found:
+                    found.add(f)
+                    todo.append(f)
+    return tuple(sorted(found))
+
+
+def script_lib(script):
+    """Library modules the rule script scripts/<script>.py imports (directly or through other
+    modules): declared as inputs, so editing any of them reruns exactly the rules that use it.
+    """
+    return [str(f) for f in _closure(SCRIPTS / f"{script}.py")]
+
+
+def module_lib(dotted):
+    """A library module and everything it imports (``dotted``: its name, e.g. deepsky.sims.sersic)."""
+    f = _module_file(dotted)
+    return [str(f)] + [str(g) for g in _closure(f)]
+
+
+def recipe_lib(dataset):
+    """Code a dataset's simulate jobs run: the simulate script (with the recipe registry) plus the
+    recipe module of the dataset's kind, so editing one recipe reruns only its own shards.  Datasets
+    made by other rules (e.g. the sdss cutouts) have no recipe and need only the script's modules.
+    """
+    kind = config["sims"].get(dataset, {}).get("kind")
+    files = set(script_lib("simulate"))
+    if kind in deepsky_sims.RECIPES:
+        files |= set(module_lib(deepsky_sims.RECIPES[kind]))
+    return sorted(files)
 
 
 def canonical(obj):
@@ -37,17 +106,6 @@ def recipe(dataset):
         raise ValueError(
             f"no simulation recipe named {dataset!r} under sims: (known: {sorted(config['sims'])})"
         )
-
-
-#: library modules a recipe kind needs beyond sims.py (declared as inputs of its simulate jobs only)
-RECIPE_MODULES = {"hst_bulge_disk": ["sims_hst"], "stargal": ["stargal"]}
-
-
-def recipe_lib(dataset):
-    """Modules a dataset's simulate jobs import (datasets made by other rules, e.g. the sdss
-    cutouts, have no recipe and need only the base modules)."""
-    kind = config["sims"].get(dataset, {}).get("kind")
-    return lib("sims", "io", *RECIPE_MODULES.get(kind, []))
 
 
 def shard_files(dataset, ext):

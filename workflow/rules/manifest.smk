@@ -6,7 +6,7 @@
 rule manifest:
     input:
         get_final_output(),
-        lib=lib("manifest", "io"),
+        lib=script_lib("manifest"),
     output:
         "results/manifest.tsv",
     log:

@@ -5,7 +5,7 @@
 rule predict:
     input:
         unpack(predict_inputs),
-        lib=lib("predict", "cutouts", "tasks", "data", "train", "io"),
+        lib=script_lib("predict"),
     output:
         "results/predict/{name}.parquet",
     log:

@@ -26,7 +26,7 @@ ruleorder: sdss_cutouts > simulate
 
 rule sdss_query:
     input:
-        lib=lib("sdss", "io"),
+        lib=script_lib("sdss_query"),
     output:
         objects=f"{SDSS_DR}/objects.parquet",
     log:
@@ -51,7 +51,7 @@ rule sdss_query:
 rule sdss_frames:
     input:
         objects=rules.sdss_query.output.objects,
-        lib=lib("sdss", "cutouts", "io"),
+        lib=script_lib("sdss_frames"),
     output:
         manifest=f"{SDSS_DR}/frames.parquet",
     log:
@@ -77,7 +77,7 @@ rule sdss_cutouts:
     input:
         objects=rules.sdss_query.output.objects,
         frames=rules.sdss_frames.output.manifest,
-        lib=lib("sdss", "cutouts", "io"),
+        lib=script_lib("sdss_cutouts"),
     output:
         npz="results/sims/sdss/shard{shard}.npz",
         parquet="results/sims/sdss/shard{shard}.parquet",

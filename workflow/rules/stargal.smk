@@ -13,7 +13,7 @@ rule evaluate_stargal:
         split="results/{task}/split.parquet",
         model="results/{task}/models/{model}.keras",
         history="results/{task}/models/{model}.history.parquet",
-        lib=lib("metrics", "plots", "tasks", "data", "train", "io", "evaluation"),
+        lib=script_lib("evaluate"),
     output:
         metrics="results/{task}/metrics/{model}.json",
         predictions="results/{task}/predictions/{model}.parquet",

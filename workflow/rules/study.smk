@@ -26,7 +26,7 @@ rule sersic_baseline:
         npz=shard_files(task_dataset(STUDY_TASK), "npz"),
         parquet=shard_files(task_dataset(STUDY_TASK), "parquet"),
         split=f"results/{STUDY_TASK}/split.parquet",
-        lib=lib("baselines", "sims", "data", "io", "runlog"),
+        lib=script_lib("sersic_baseline"),
     output:
         fits="results/study/baseline/sersic_fits.parquet",
         summary="results/study/baseline/sersic.json",
@@ -57,7 +57,7 @@ rule study_speed:
         npz=shard_files(task_dataset(STUDY_TASK), "npz"),
         parquet=shard_files(task_dataset(STUDY_TASK), "parquet"),
         split=f"results/{STUDY_TASK}/split.parquet",
-        lib=lib("speed", "tasks", "data", "train", "io", "runlog"),
+        lib=script_lib("study_speed"),
     output:
         "results/benchmarks/study/speed.parquet",
     log:
@@ -84,7 +84,7 @@ rule calibration:
         npz=shard_files(task_dataset(STUDY_TASK), "npz"),
         parquet=shard_files(task_dataset(STUDY_TASK), "parquet"),
         split=f"results/{STUDY_TASK}/split.parquet",
-        lib=lib("uncertainty", "studyplots", "plots", "tasks", "data", "train", "io"),
+        lib=script_lib("calibration"),
     output:
         json="results/study/calibration/{variant}/fraction~{fraction}.json",
         plot=report(
@@ -123,7 +123,7 @@ rule study_leaderboard:
             f"results/{STUDY_TASK}/predictions/{m}.parquet"
             for m in study_compared_models()
         ],
-        lib=lib("study", "studyplots", "plots", "metrics", "io"),
+        lib=script_lib("study_leaderboard"),
     output:
         parquet="results/study/leaderboard.parquet",
         md="results/study/leaderboard.md",

@@ -4,7 +4,7 @@
 rule split:
     input:
         parquet=task_shards("parquet"),
-        lib=lib("data", "io"),
+        lib=script_lib("split"),
     output:
         "results/{task}/split.parquet",
     log:
@@ -26,7 +26,7 @@ rule train:
         npz=task_shards("npz"),
         parquet=task_shards("parquet"),
         split="results/{task}/split.parquet",
-        lib=lib("train", "models", "data", "tasks", "io"),
+        lib=script_lib("train"),
     output:
         model="results/{task}/models/{model}.keras",
         meta="results/{task}/models/{model}.json",
@@ -68,17 +68,7 @@ rule evaluate:
         split="results/{task}/split.parquet",
         model="results/{task}/models/{model}.keras",
         history="results/{task}/models/{model}.history.parquet",
-        lib=lib(
-            "metrics",
-            "plots",
-            "tasks",
-            "data",
-            "train",
-            "io",
-            "evaluation",
-            "models",
-            "uncertainty",
-        ),
+        lib=script_lib("evaluate"),
     output:
         metrics="results/{task}/metrics/{model}.json",
         predictions="results/{task}/predictions/{model}.parquet",

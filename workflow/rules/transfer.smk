@@ -6,7 +6,7 @@
 rule transfer_split:
     input:
         parquet=transfer_target_files("parquet"),
-        lib=lib("transfer", "io"),
+        lib=script_lib("transfer_split"),
     output:
         "results/transfer/split.parquet",
     log:
@@ -30,7 +30,7 @@ rule transfer_fit:
         split="results/transfer/split.parquet",
         # the pre-trained model is an explicit input: retraining it reruns every transfer job
         base=transfer_base_model(),
-        lib=lib("transfer", "train", "models", "data", "tasks", "io"),
+        lib=script_lib("transfer_fit"),
     output:
         model="results/transfer/{strategy}/n{budget}/model.keras",
         meta="results/transfer/{strategy}/n{budget}/model.json",
@@ -64,7 +64,7 @@ rule transfer_evaluate:
         parquet=transfer_target_files("parquet"),
         split="results/transfer/split.parquet",
         model="results/transfer/{strategy}/n{budget}/model.keras",
-        lib=lib("transfer", "metrics", "plots", "tasks", "data", "train", "io"),
+        lib=script_lib("transfer_evaluate"),
     output:
         metrics="results/transfer/{strategy}/n{budget}/metrics.json",
         predictions="results/transfer/{strategy}/n{budget}/predictions.parquet",
@@ -94,7 +94,7 @@ rule transfer_evaluate:
 rule transfer_summary:
     input:
         metrics=[f"results/transfer/{s}/n{b}/metrics.json" for s, b in transfer_runs()],
-        lib=lib("transfer", "plots", "io"),
+        lib=script_lib("transfer_summary"),
     output:
         table="results/transfer/summary.parquet",
         checks="results/transfer/checks.json",

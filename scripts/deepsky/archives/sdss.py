@@ -1,0 +1,566 @@
+"""Live SDSS star/galaxy data: SkyServer query, frame cache and ugriz cutouts.
+
+Three steps, each resumable and each caching what it retrieved under ``resources/`` so that a
+rerun never asks SDSS twice:
+
+1. **Query** (:func:`query_objects`): spectroscopic objects (``SpecObj``, one science-primary
+   spectrum per object) joined to their photometry (``PhotoObj`` on ``bestObjID``), labelled by the
+   spectroscopic class (STAR / GALAXY; QSO only when asked for).  The SQL is built only from typed,
+   validated values (:class:`QuerySpec`): numbers are formatted by code, column and class names are
+   checked against fixed whitelists, nothing from the user is spliced into the text.  SkyServer caps
+   rows and time per query, so the query is paged by keyset (``objID > last``, ``TOP n``,
+   ``ORDER BY objID``); each page is stored as it arrives, so an interrupted run resumes where it
+   stopped.  The request goes through astroquery (``SDSS.query_sql_async``); its base URL is
+   astroquery's own ``conf.skyserver_baseurl``, set from our config for the duration of the call.
+2. **Frames** (:func:`fetch_frames`): the calibrated ``frame-{band}-{run:06d}-{camcol}-{field:04d}
+   .fits.bz2`` of every (run, camcol, field) holding an object, in all five bands, from the SAS
+   (same URL layout as astroquery's ``SDSS.get_images``).  Each file is written to a temporary name,
+   fully decompressed and opened as FITS, and only then renamed into place: a truncated or corrupt
+   download never survives, and a file present in the cache is never fetched again.
+3. **Cutouts** (:func:`cut_shard`): 5-band stamps aligned on the sky through each band's own WCS
+   (:mod:`deepsky.cutouts`).  SDSS ``frame`` files are calibrated and sky-subtracted, in
+   **nanomaggies per pixel** (HDU 0, ``BUNIT = 'nanomaggy'``; 1 nanomaggy = 22.5 AB mag), so the
+   stamps are in nanomaggies with no further calibration.  Objects whose stamp leaves the frame
+   (EDGE) or covers non-finite pixels (BAD_PIXELS) are counted and dropped.
+
+All network calls go through :func:`with_retries`: a bounded number of attempts with exponential
+back-off on HTTP 5xx, 408/429, time-outs, broken connections and malformed or truncated payloads;
+a 4xx answer stops at once.  The final error names the URL, the last status or exception and the
+number of attempts, and says how to run without network (``stargal.source: simulated``).
+"""
+
+from __future__ import annotations
+
+import bz2
+import hashlib
+import io as _io
+import json
+import logging
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import cutouts
+from ..io import atomic_path
+
+BANDS = "ugriz"
+#: photometric columns of the object table, in order (SkyServer returns them under these names)
+PHOTO_COLUMNS = (
+    ["objID", "ra", "dec", "run", "rerun", "camcol", "field"]
+    + [f"psfMag_{b}" for b in BANDS]
+    + [f"cModelMag_{b}" for b in BANDS]
+    + ["petroRad_r", "psfFWHM_r", "type"]
+)
+COLUMNS = PHOTO_COLUMNS + ["class"]
+#: SQL for columns whose name in our tables differs from PhotoObj's (aliases fix the CSV header);
+#: psfFWHM_r (r-band PSF FWHM, arcsec) feeds the star/galaxy CNN's seeing channel
+SQL_EXPR = {"psfFWHM_r": "p.psffwhm_r AS psfFWHM_r"}
+INT_COLUMNS = ("objID", "run", "rerun", "camcol", "field", "type")
+#: spectroscopic classes SDSS assigns (SpecObj.class)
+CLASSES = ("STAR", "GALAXY", "QSO")
+#: PhotoObj magnitude columns a magnitude cut may use
+MAG_COLUMNS = tuple(f"{kind}Mag_{b}" for kind in ("psf", "cModel", "model", "petro", "fiber") for b in BANDS)
+#: data releases whose imaging frames follow the DR8+ SAS layout
+RELEASES = range(8, 20)
+OFFLINE_HINT = ("SDSS could not be reached or answered badly. Nothing from SDSS can be fetched "
+                "without network access to it; to run offline, select the SDSS-like stand-in with "
+                "`stargal: {source: simulated}` in config (or --config stargal='{source: simulated}').")
+
+log = logging.getLogger("deepsky")
+
+
+# --------------------------------------------------------------------------- errors and retries
+class FetchError(RuntimeError):
+    """A remote request failed for good (after its retries, or at once for a 4xx answer)."""
+
+
+class TransientError(RuntimeError):
+    """A failure worth retrying (5xx, 408/429, time-out, broken connection, malformed payload)."""
+
+
+class PermanentError(RuntimeError):
+    """A failure retrying cannot fix (4xx answer)."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Bounded retries: ``attempts`` tries, waits of backoff_s * 2**k (capped), per-request timeout."""
+
+    attempts: int = 4
+    backoff_s: float = 2.0
+    max_backoff_s: float = 60.0
+    timeout_s: float = 60.0
+
+    @classmethod
+    def from_config(cls, http: dict) -> RetryPolicy:
+        return cls(attempts=_int(http.get("attempts", 4), "sdss.http.attempts", 1, 20),
+                   backoff_s=_float(http.get("backoff_s", 2.0), "sdss.http.backoff_s", 0, 600),
+                   max_backoff_s=_float(http.get("max_backoff_s", 60.0), "sdss.http.max_backoff_s", 0, 3600),
+                   timeout_s=_float(http.get("timeout_s", 60.0), "sdss.http.timeout_s", 0.01, 3600))
+
+    def wait(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
+        return min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
+
+
+def with_retries(fn: Callable[[], object], what: str, policy: RetryPolicy,
+                 sleep: Callable[[float], None] = time.sleep):
+    """Call ``fn`` until it succeeds, at most ``policy.attempts`` times; FetchError naming ``what``."""
+    last = None
+    for attempt in range(1, policy.attempts + 1):
+        try:
+            return fn()
+        except PermanentError as exc:
+            raise FetchError(f"{what}: {exc} (attempt {attempt} of {policy.attempts}, not retried). "
+                             f"{OFFLINE_HINT}") from exc
+        except TransientError as exc:
+            last = exc
+            if attempt < policy.attempts:
+                wait = policy.wait(attempt)
+                log.warning(f"{what}: {exc}; attempt {attempt} of {policy.attempts}, retrying in {wait:.1f} s")
+                sleep(wait)
+    raise FetchError(f"{what}: failed after {policy.attempts} attempts; last error: {last}. "
+                     f"{OFFLINE_HINT}") from last
+
+
+def _check_status(status: int, url: str) -> None:
+    if status == 200:
+        return
+    if status >= 500 or status in (408, 429):
+        raise TransientError(f"HTTP {status} from {url}")
+    raise PermanentError(f"HTTP {status} from {url}")
+
+
+def _transient_request(exc: Exception, url: str) -> TransientError:
+    # requests repeats the full URL-encoded SQL in its message: keep the cause, drop the query string
+    text = re.sub(r"\?cmd=\S*", "?cmd=...", str(exc))
+    return TransientError(f"{type(exc).__name__} for {url}: {text}")
+
+
+# --------------------------------------------------------------------------- typed query spec
+def _int(v, key: str, lo: int, hi: int) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise ValueError(f"{key}: expected an integer, got {v!r}")
+    if not lo <= int(v) <= hi:
+        raise ValueError(f"{key}: {v} outside [{lo}, {hi}]")
+    return int(v)
+
+
+def _float(v, key: str, lo: float = -math.inf, hi: float = math.inf) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{key}: expected a number, got {v!r}")
+    v = float(v)
+    if not math.isfinite(v) or not lo <= v <= hi:
+        raise ValueError(f"{key}: {v} is not a finite number in [{lo}, {hi}]")
+    return v
+
+
+def _sql_num(v: float) -> str:
+    """A float as an SQL literal, formatted by code (repr round-trips exactly; never exponent-free text)."""
+    v = float(v)
+    if not math.isfinite(v):
+        raise ValueError(f"not a finite number: {v}")
+    return repr(v)
+
+
+@dataclass(frozen=True)
+class QuerySpec:
+    """Everything that defines the object table; validated on construction.
+
+    Magnitudes in AB-like SDSS asinh mag; ``petro_rad`` bounds in arcsec (``petroRad_r``); the sky
+    region in degrees (ICRS, ``ra_min <= ra < ra_max``, ``dec_min <= dec <= dec_max``).
+    """
+
+    release: int = 17
+    page_size: int = 50000
+    max_objects: int = 0  # 0: no limit
+    include_qso: bool = False
+    mag_column: str = "cModelMag_r"
+    mag_min: float = 14.0
+    mag_max: float = 21.0
+    petro_rad_min: float = 0.0
+    petro_rad_max: float = 30.0
+    ra_min: float = 0.0
+    ra_max: float = 360.0
+    dec_min: float = -90.0
+    dec_max: float = 90.0
+
+    def __post_init__(self):
+        _int(self.release, "sdss.release", RELEASES.start, RELEASES.stop - 1)
+        _int(self.page_size, "sdss.page_size", 1, 500000)
+        _int(self.max_objects, "sdss.max_objects", 0, 100_000_000)
+        if not isinstance(self.include_qso, bool):
+            raise ValueError(f"sdss.include_qso: expected true or false, got {self.include_qso!r}")
+        if self.mag_column not in MAG_COLUMNS:
+            raise ValueError(f"sdss.cuts.mag_column: {self.mag_column!r} is not one of {list(MAG_COLUMNS)}")
+        for key, lo, hi in (("mag_min", 0, 40), ("mag_max", 0, 40), ("petro_rad_min", 0, 1000),
+                            ("petro_rad_max", 0, 1000), ("ra_min", 0, 360), ("ra_max", 0, 360),
+                            ("dec_min", -90, 90), ("dec_max", -90, 90)):
+            _float(getattr(self, key), f"sdss.cuts.{key}", lo, hi)
+        for lo, hi in (("mag_min", "mag_max"), ("petro_rad_min", "petro_rad_max"),
+                       ("ra_min", "ra_max"), ("dec_min", "dec_max")):
+            if getattr(self, lo) >= getattr(self, hi):
+                raise ValueError(f"sdss.cuts.{lo} ({getattr(self, lo)}) must be below sdss.cuts.{hi} "
+                                 f"({getattr(self, hi)})")
+
+    @classmethod
+    def from_config(cls, sdss: dict) -> QuerySpec:
+        """From the validated ``config['sdss']`` section (keys as in config/README.md)."""
+        cuts, region = sdss.get("cuts", {}), sdss.get("cuts", {}).get("region", {})
+        known = {"mag_column", "mag_min", "mag_max", "petro_rad_min", "petro_rad_max", "region"}
+        if set(cuts) - known:
+            raise ValueError(f"sdss.cuts: unknown keys {sorted(set(cuts) - known)}")
+        return cls(release=sdss.get("release", 17), page_size=sdss.get("page_size", 50000),
+                   max_objects=sdss.get("max_objects", 0), include_qso=sdss.get("include_qso", False),
+                   **{k: v for k, v in cuts.items() if k != "region"}, **region)
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        return CLASSES if self.include_qso else ("STAR", "GALAXY")
+
+    def digest(self) -> str:
+        """Short content hash naming this query's page cache (same spec -> same folder)."""
+        blob = json.dumps(asdict(self), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def build_query(spec: QuerySpec, after_objid: int, top: int) -> str:
+    """SkyServer SQL for one page: the first ``top`` objects with objID > ``after_objid``."""
+    after_objid = _int(after_objid, "after_objid", -1, 2**63 - 1)
+    top = _int(top, "top", 1, 500000)
+    if not all(c in CLASSES for c in spec.classes):  # whitelist, checked again at the splice point
+        raise ValueError(f"unknown spectroscopic class in {spec.classes}")
+    cols = ", ".join(SQL_EXPR.get(c, f"p.{c}") for c in PHOTO_COLUMNS) + ", s.class"
+    classes = ", ".join(f"'{c}'" for c in spec.classes)
+    where = [
+        f"p.objID > {after_objid:d}",
+        "p.clean = 1",
+        "s.zWarning = 0",
+        f"s.class IN ({classes})",
+        f"p.{spec.mag_column} >= {_sql_num(spec.mag_min)}",
+        f"p.{spec.mag_column} < {_sql_num(spec.mag_max)}",
+        f"p.petroRad_r >= {_sql_num(spec.petro_rad_min)}",
+        f"p.petroRad_r < {_sql_num(spec.petro_rad_max)}",
+        f"p.ra >= {_sql_num(spec.ra_min)}",
+        f"p.ra < {_sql_num(spec.ra_max)}",
+        f"p.dec >= {_sql_num(spec.dec_min)}",
+        f"p.dec <= {_sql_num(spec.dec_max)}",
+    ]
+    return (f"SELECT TOP {top:d} {cols} FROM PhotoObj AS p JOIN SpecObj AS s ON s.bestObjID = p.objID "
+            f"WHERE {' AND '.join(where)} ORDER BY p.objID")
+
+
+# --------------------------------------------------------------------------- SkyServer CSV
+def parse_page(text: str, after_objid: int, top: int, source: str = "response") -> pd.DataFrame:
+    """Parse and check one SkyServer CSV answer (``#Table1`` line, header, rows).
+
+    Raises TransientError when the text is not the table we asked for: an error page, other
+    columns, short or long rows, non-numeric values, objIDs out of order or more than ``top`` rows.
+    """
+    if "error_message" in text or "<html" in text[:500].lower():
+        raise TransientError(f"{source}: SkyServer answered with an error page: {text[:300]!r}")
+    lines = text.splitlines()
+    while lines and lines[0].startswith("#"):
+        lines.pop(0)
+    if not lines:
+        raise TransientError(f"{source}: empty answer (no CSV header)")
+    header = [h.strip() for h in lines[0].split(",")]
+    if header != COLUMNS:
+        raise TransientError(f"{source}: malformed CSV: columns {header} instead of {COLUMNS}")
+    for k, line in enumerate(lines[1:], start=2):
+        if line.count(",") != len(COLUMNS) - 1:
+            raise TransientError(f"{source}: malformed CSV: line {k} has {line.count(',') + 1} fields, "
+                                 f"expected {len(COLUMNS)}: {line[:200]!r}")
+    try:
+        df = pd.read_csv(_io.StringIO("\n".join(lines)), dtype={"class": str}, skipinitialspace=True)
+        for c in INT_COLUMNS:
+            df[c] = pd.to_numeric(df[c], errors="raise").astype(np.int64)
+        for c in PHOTO_COLUMNS:
+            if c not in INT_COLUMNS:
+                df[c] = pd.to_numeric(df[c], errors="raise").astype(np.float64)
+    except (ValueError, TypeError, pd.errors.ParserError) as exc:
+        raise TransientError(f"{source}: malformed CSV: {exc}") from exc
+    if df[PHOTO_COLUMNS].isna().any().any() or df["class"].isna().any():
+        raise TransientError(f"{source}: malformed CSV: empty values")
+    df["class"] = df["class"].str.strip().str.upper()
+    if len(df) > top:
+        raise TransientError(f"{source}: {len(df)} rows for TOP {top}")
+    ids = df["objID"].to_numpy()
+    if len(ids) and (ids[0] <= after_objid or np.any(np.diff(ids) < 0)):
+        raise TransientError(f"{source}: objIDs not ascending after {after_objid}")
+    return df
+
+
+def _request_page(spec: QuerySpec, sql: str, skyserver_url: str, policy: RetryPolicy) -> tuple[str, str]:
+    """One SkyServer request through astroquery; returns (url, text) or raises Transient/Permanent."""
+    import requests
+    from astroquery.sdss import SDSS, conf
+
+    with conf.set_temp("skyserver_baseurl", skyserver_url.rstrip("/")):
+        url = SDSS._get_query_url(spec.release)
+        try:
+            resp = SDSS.query_sql_async(sql, timeout=policy.timeout_s, data_release=spec.release, cache=False)
+            text = resp.text
+        except requests.exceptions.RequestException as exc:
+            raise _transient_request(exc, url) from exc
+    _check_status(resp.status_code, url)
+    return url, text
+
+
+def page_path(pages_dir: Path, k: int) -> Path:
+    return pages_dir / f"page{k:05d}.csv"
+
+
+def query_objects(spec: QuerySpec, pages_dir: str | Path, skyserver_url: str, policy: RetryPolicy,
+                  sleep: Callable[[float], None] = time.sleep) -> pd.DataFrame:
+    """All objects of ``spec``, paged by objID; pages cached in ``pages_dir`` (resumes, never re-asks).
+
+    A page is complete when it holds fewer rows than asked for or the running total reaches
+    ``spec.max_objects``; the pages already on disk are replayed without a request.
+    """
+    pages_dir = Path(pages_dir)
+    pages_dir.mkdir(parents=True, exist_ok=True)
+    spec_file = pages_dir / "query.json"
+    if not spec_file.exists():
+        with atomic_path(spec_file) as tmp:
+            tmp.write_text(json.dumps({"spec": asdict(spec), "first_page_sql": build_query(spec, 0, 1)},
+                                      indent=2, sort_keys=True) + "\n")
+    frames, total, after, k = [], 0, 0, 0
+    while True:
+        limit = spec.max_objects - total if spec.max_objects else spec.page_size
+        top = min(spec.page_size, limit)
+        if top <= 0:
+            break
+        path = page_path(pages_dir, k)
+        if path.exists():
+            df = parse_page(path.read_text(), after, top, source=str(path))
+            log.info(f"page {k}: {len(df)} rows from cache {path}")
+        else:
+            sql = build_query(spec, after, top)
+
+            def attempt(sql=sql, after=after, top=top, k=k):  # bound now (called within this iteration)
+                url, text = _request_page(spec, sql, skyserver_url, policy)
+                return text, parse_page(text, after, top, source=f"page {k} from {url}")
+
+            text, df = with_retries(attempt, f"SkyServer SQL page {k} (objID > {after}, TOP {top}) at "
+                                    f"{skyserver_url.rstrip('/')} DR{spec.release}", policy, sleep)
+            with atomic_path(path) as tmp:
+                tmp.write_text(text)
+            log.info(f"page {k}: {len(df)} rows fetched, kept in {path}")
+        frames.append(df)
+        total += len(df)
+        k += 1
+        if len(df) < top:
+            break
+        after = int(df["objID"].iloc[-1])
+    return finalize_objects(pd.concat(frames, ignore_index=True) if frames else parse_page(
+        ",".join(COLUMNS), 0, 1), spec)
+
+
+def finalize_objects(df: pd.DataFrame, spec: QuerySpec) -> pd.DataFrame:
+    """One row per objID (first spectrum kept), classes checked, ``is_star`` label added.
+
+    ``is_star`` is True for spectroscopic STARs and, when ``include_qso``, for QSOs (point sources).
+    """
+    df = df.drop_duplicates("objID", keep="first").sort_values("objID", kind="stable").reset_index(drop=True)
+    bad = sorted(set(df["class"]) - set(spec.classes))
+    if bad:
+        raise ValueError(f"SkyServer returned classes {bad} that the query excluded")
+    df["is_star"] = df["class"].isin(["STAR", "QSO"]).to_numpy(bool)
+    return df
+
+
+# --------------------------------------------------------------------------- frames
+def frame_name(band: str, run: int, camcol: int, fld: int) -> str:
+    return f"frame-{band}-{run:06d}-{camcol}-{fld:04d}.fits.bz2"
+
+
+def frame_url(sas_url: str, release: int, rerun: int, run: int, camcol: int, fld: int, band: str) -> str:
+    """SAS URL of one calibrated frame (astroquery's ``SDSS.IMAGING_URL_SUFFIX`` layout)."""
+    from astroquery.sdss import SDSS
+
+    if band not in BANDS:
+        raise ValueError(f"band {band!r} is not one of {list(BANDS)}")
+    release = _int(release, "sdss.release", RELEASES.start, RELEASES.stop - 1)
+    instrument = "boss" if release <= 12 else "eboss" if release <= 17 else "prior-surveys/sdss4-dr17-eboss"
+    return SDSS.IMAGING_URL_SUFFIX.format(base=sas_url.rstrip("/"), dr=release, instrument=instrument,
+                                          rerun=int(rerun), run=int(run), camcol=int(camcol),
+                                          field=int(fld), band=band)
+
+
+def frame_path(frames_dir: str | Path, run: int, camcol: int, fld: int, band: str) -> Path:
+    return Path(frames_dir) / str(int(run)) / str(int(camcol)) / str(int(fld)) / frame_name(band, run, camcol, fld)
+
+
+def read_frame(path: str | Path, source: str | None = None) -> cutouts.Band:
+    """HDU 0 of an SDSS frame (nanomaggies/pixel) with its WCS; ValueError if corrupt or not a frame."""
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    source = source or str(path)
+    try:
+        raw = bz2.decompress(Path(path).read_bytes())
+    except (OSError, EOFError, ValueError) as exc:
+        raise ValueError(f"{source}: not a complete bzip2 file ({exc})") from exc
+    try:
+        with fits.open(_io.BytesIO(raw), memmap=False) as hdul:
+            hdr, data = hdul[0].header, hdul[0].data
+            if data is None or data.ndim != 2:
+                raise ValueError("HDU 0 holds no 2-D image")
+            data = np.array(data, dtype=np.float32)
+            wcs = WCS(hdr)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{source}: not a readable SDSS frame ({exc})") from exc
+    unit = str(hdr.get("BUNIT", "nanomaggy")).strip().lower()
+    if unit not in ("nanomaggy", "nanomaggies", "nmgy"):
+        raise ValueError(f"{source}: BUNIT is {hdr['BUNIT']!r}, expected nanomaggy (calibrated frame)")
+    if not wcs.has_celestial:
+        raise ValueError(f"{source}: HDU 0 has no celestial WCS")
+    return cutouts.Band(image=data, wcs=wcs, name=str(hdr.get("FILTER", "")).strip())
+
+
+def fetch_frame(url: str, dest: str | Path, policy: RetryPolicy, session=None,
+                sleep: Callable[[float], None] = time.sleep) -> bool:
+    """Download ``url`` to ``dest`` unless present; True if it was fetched, False if cached.
+
+    The body goes to a temporary file beside ``dest``, is decompressed and opened as a FITS frame,
+    and renamed only then: a truncated or corrupt answer is retried and never left behind.
+    """
+    import requests
+
+    dest = Path(dest)
+    if dest.exists():
+        return False
+    session = session or requests.Session()
+
+    def attempt():
+        try:
+            with atomic_path(dest) as tmp:
+                with session.get(url, timeout=policy.timeout_s, stream=True) as resp:
+                    _check_status(resp.status_code, url)
+                    with open(tmp, "wb") as fh:
+                        for chunk in resp.iter_content(1 << 16):
+                            fh.write(chunk)
+                try:
+                    read_frame(tmp, source=f"download of {url}")
+                except ValueError as exc:
+                    raise TransientError(str(exc)) from exc
+        except requests.exceptions.RequestException as exc:
+            raise _transient_request(exc, url) from exc
+
+    with_retries(attempt, f"SDSS frame {url}", policy, sleep)
+    return True
+
+
+def fields_of(objects: pd.DataFrame) -> pd.DataFrame:
+    """Distinct (run, rerun, camcol, field) of an object table, sorted."""
+    cols = ["run", "rerun", "camcol", "field"]
+    return objects[cols].drop_duplicates().sort_values(cols, kind="stable").reset_index(drop=True)
+
+
+def fetch_frames(objects: pd.DataFrame, frames_dir: str | Path, sas_url: str, release: int,
+                 policy: RetryPolicy, sleep: Callable[[float], None] = time.sleep,
+                 progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
+    """Every band of every field holding an object, cached under ``frames_dir``; a manifest table.
+
+    Manifest columns: run, rerun, camcol, field, band, path (relative to ``frames_dir``), url,
+    bytes, sha256, fetched (False when it came from the cache).
+    """
+    import requests
+
+    frames_dir = Path(frames_dir)
+    fields = fields_of(objects)
+    rows, session = [], requests.Session()
+    for i, f in enumerate(fields.itertuples(index=False)):
+        for band in BANDS:
+            url = frame_url(sas_url, release, f.rerun, f.run, f.camcol, f.field, band)
+            dest = frame_path(frames_dir, f.run, f.camcol, f.field, band)
+            fetched = fetch_frame(url, dest, policy, session, sleep)
+            data = dest.read_bytes()
+            rows.append({"run": int(f.run), "rerun": int(f.rerun), "camcol": int(f.camcol),
+                         "field": int(f.field), "band": band,
+                         "path": dest.relative_to(frames_dir).as_posix(), "url": url,
+                         "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest(),
+                         "fetched": fetched})
+        if progress:
+            progress(i + 1, len(fields))
+    return pd.DataFrame(rows, columns=["run", "rerun", "camcol", "field", "band", "path", "url",
+                                       "bytes", "sha256", "fetched"])
+
+
+# --------------------------------------------------------------------------- shards and cutouts
+def assign_shards(objects: pd.DataFrame, n_shards: int) -> list[pd.DataFrame]:
+    """Objects split into ``n_shards`` contiguous blocks of objID order (deterministic).
+
+    objID encodes run, camcol and field, so a block touches few fields: each shard opens few frames.
+    """
+    n_shards = _int(n_shards, "sdss.shards", 1, 100000)
+    order = objects.sort_values("objID", kind="stable").reset_index(drop=True)
+    bounds = np.linspace(0, len(order), n_shards + 1).round().astype(int)
+    return [order.iloc[bounds[i]:bounds[i + 1]].reset_index(drop=True) for i in range(n_shards)]
+
+
+@dataclass
+class CutoutReport:
+    """Counts of one shard's cutouts (what was kept and why the rest was dropped)."""
+
+    objects: int = 0
+    kept: int = 0
+    dropped_edge: int = 0
+    dropped_bad_pixels: int = 0
+    fields: int = 0
+    dropped_ids: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["dropped"] = self.objects - self.kept
+        return d
+
+
+def cut_shard(objects: pd.DataFrame, frames_dir: str | Path, stamp: int, pixel_scale: float,
+              release: int, shard: int,
+              progress: Callable[[int, int], None] | None = None
+              ) -> tuple[np.ndarray, pd.DataFrame, CutoutReport]:
+    """ugriz stamps (N, 5, stamp, stamp) float32 in nanomaggies/pixel, the kept rows, and counts.
+
+    ``pixel_scale`` is the stamp grid in arcsec/px (SDSS native 0.396).  Every band is resampled at
+    the positions its own WCS gives for the object's (ra, dec), so the bands align on the sky.
+    """
+    report = CutoutReport(objects=len(objects))
+    keep_images, keep_rows = [], []
+    groups = list(objects.groupby(["run", "camcol", "field"], sort=True))
+    report.fields = len(groups)
+    for g, ((run, camcol, fld), rows) in enumerate(groups):
+        bands = [read_frame(frame_path(frames_dir, run, camcol, fld, b)) for b in BANDS]
+        for b, band in zip(BANDS, bands):
+            band.name = b
+        images, flags = cutouts.cut(bands, rows["ra"].to_numpy(), rows["dec"].to_numpy(), stamp, pixel_scale)
+        ok = flags == cutouts.OK
+        report.dropped_edge += int(((flags & cutouts.EDGE) > 0).sum())
+        report.dropped_bad_pixels += int((((flags & cutouts.BAD_PIXELS) > 0) & ((flags & cutouts.EDGE) == 0)).sum())
+        report.dropped_ids.extend(int(x) for x in rows["objID"].to_numpy()[~ok])
+        keep_images.append(images[ok])
+        keep_rows.append(rows[ok])
+        if progress:
+            progress(g + 1, len(groups))
+    images = (np.concatenate(keep_images) if keep_images
+              else np.zeros((0, len(BANDS), stamp, stamp), np.float32)).astype(np.float32)
+    cat = (pd.concat(keep_rows) if keep_rows else objects.iloc[:0]).copy()
+    order = np.argsort(cat["objID"].to_numpy(), kind="stable")
+    images, cat = images[order], cat.iloc[order].reset_index(drop=True)
+    report.kept = len(cat)
+    cat.insert(0, "id", [f"sdss-dr{release}-{int(o)}" for o in cat["objID"]])
+    cat["flags"] = np.zeros(len(cat), np.int32)
+    cat["dataset"] = "sdss"
+    cat["shard"] = np.full(len(cat), shard, np.int32)
+    cat["release"] = np.full(len(cat), release, np.int32)
+    cat["pixel_scale"] = float(pixel_scale)
+    cat["flux_unit"] = "nanomaggy"
+    cat["frames"] = [f"{int(r)}/{int(c)}/{int(f)}" for r, c, f in zip(cat["run"], cat["camcol"], cat["field"])]
+    return images, cat, report
