@@ -1,4 +1,4 @@
-"""Run by tests/test_resume_manifest.py in a subprocess (one Keras backend per process):
+"""Run by tests/unit/test_resume_manifest.py in a subprocess (one Keras backend per process):
 
 trains a small dropout + batch-norm CNN for 4 epochs uninterrupted, then again with a simulated kill
 right after the epoch-2 checkpoint followed by a resume in a fresh model, and prints a JSON report
