@@ -8,12 +8,15 @@ preprocessing, target transform) and either
 * an NPZ cube of stamps (N, bands, H, W) or (N, H, W), optionally with ``--stamps-pixel-scale``.
 
 Stamps are cut with ``cutouts.cut`` (the code the training cutouts use) on the model's grid.  When
-the image's pixel scale differs from the model's, stamps are resampled onto the model's grid (and a
-message says so) unless ``--no-resample`` is given or the ratio is beyond ``--max-scale-ratio``,
-in which case the run stops with an error.  Rows whose stamp leaves the image or holds NaN/blank
-pixels get a ``flag`` (bits as in ``cutouts.FLAG_NAMES``) and NaN predictions: never a silent
-wrong number.  Output: a Parquet table with the input rows, ``flag``/``flag_names`` and the task's
-prediction columns in physical units (arcsec for sizes), via ``tasks.predict_task``.
+the image's pixel scale differs from the model's, stamps are resampled onto the model's grid by
+exact area weighting, which conserves flux and propagates noise as an area average (``cutouts``
+module notes), and a message says so, unless ``--no-resample`` is given or the ratio is beyond
+``--max-scale-ratio``, in which case the run stops with an error.  NPZ stamps are resampled the
+same way (``cutouts.resample_stamps``); a cube narrower on the sky than the model's footprint is
+flagged ``edge``.  Rows whose stamp leaves the image or holds NaN/blank pixels get a ``flag`` (bits
+as in ``cutouts.FLAG_NAMES``) and NaN predictions: never a silent wrong number.  Output: a Parquet
+table with the input rows, ``flag``/``flag_names`` and the task's prediction columns in physical
+units (arcsec for sizes), via ``tasks.predict_task``.
 """
 
 from __future__ import annotations
@@ -153,16 +156,24 @@ def stamps_from_npz(path: str | Path, meta: dict, pixel_scale: float | None = No
         raise ValueError(f"{path}: model expects {spec['bands']} band(s), the cube has {x.shape[1]} (axis 1)")
     flags = np.where(np.isfinite(x).all(axis=(1, 2, 3)), cutouts.OK, cutouts.BAD_PIXELS).astype(np.int32)
     x = np.where(np.isfinite(x), x, 0.0)
-    size = int(spec["stamp"])
-    if pixel_scale is not None and check_pixel_scale(float(pixel_scale), float(spec["pixel_scale"]), resample,
-                                                      max_ratio, str(path), log):
-        x = cutouts.resample_stamps(x, float(pixel_scale), float(spec["pixel_scale"]), size)
-        # the model's footprint reaching beyond the given stamp is an edge, as for an image
-        if float(spec["pixel_scale"]) * size > float(pixel_scale) * x.shape[-1] * (1 + SCALE_RTOL):
+    size, model_scale = int(spec["stamp"]), float(spec["pixel_scale"])
+    rescale = pixel_scale is not None and check_pixel_scale(float(pixel_scale), model_scale, resample, max_ratio,
+                                                             str(path), log)
+    if rescale or (pixel_scale is not None and resample and x.shape[2:] != (size, size)):
+        if not rescale:
+            log(f"{path}: {x.shape[-1]}x{x.shape[-1]} stamps at the model's pixel scale, centred onto its "
+                f"{size}x{size} grid")
+        # the model's footprint reaching beyond the given stamps is an edge, as for an image: compare
+        # the footprints in arcsec, with the cube's own width (before resampling)
+        if model_scale * size > float(pixel_scale) * x.shape[-1] * (1 + SCALE_RTOL):
             flags |= cutouts.EDGE
+            log(f"{path}: the model's footprint ({size} px x {model_scale:.4g}\"/px) is wider than the stamps' "
+                f"({x.shape[-1]} px x {float(pixel_scale):.4g}\"/px): every stamp is flagged 'edge'")
+        x = cutouts.resample_stamps(x, float(pixel_scale), model_scale, size)
     elif x.shape[2:] != (size, size):
+        hint = "--no-resample was given" if pixel_scale is not None else "give --stamps-pixel-scale to resample"
         raise ValueError(f"{path}: model expects {size}x{size} stamps, the cube holds {x.shape[2]}x{x.shape[3]} "
-                         f"(give --stamps-pixel-scale to resample)")
+                         f"({hint})")
     return x.astype(np.float32), flags
 
 
