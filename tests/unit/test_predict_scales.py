@@ -6,36 +6,15 @@ from __future__ import annotations
 
 import galsim
 import numpy as np
-import pandas as pd
 import pytest
 
-from deepsky import cutouts, data, io, predict, sims, tasks
-
-STAMP, SCALE = 32, 0.06  # the model's grid: 1.92" wide
+from deepsky import cutouts, io, predict
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory):
-    """A tiny cnn trained for one epoch on 64 Sersic stamps, saved as the workflow saves models."""
-    from deepsky import train
-
-    d = tmp_path_factory.mktemp("model")
-    recipe = {"kind": "sersic", "shards": 1, "per_shard": 64, "stamp": STAMP, "pixel_scale": SCALE,
-              "psf": {"profile": "moffat", "fwhm": 0.18, "beta": 2.5},
-              "sersic_n": {"min": 0.5, "max": 4.0, "step": 0.5},
-              "r_e": {"min": 0.1, "max": 0.5}, "q": {"min": 0.4, "max": 1.0}, "snr": {"min": 30, "max": 100},
-              "sky": 50.0, "offset_px": 0.5, "method": "fft"}
-    images, cat = sims.simulate_shard(recipe, 5, "size", 0)
-    split = pd.DataFrame({"id": cat["id"], "split": data.split_labels(len(cat), {"val": 0.2, "test": 0.1}, 5)})
-    spec = tasks.preprocess_spec({"preprocess": {"layout": "fovea", "norm": "flux", "stretch": "asinh",
-                                                 "flux_scale": 20.0}}, recipe, 1)
-    train_cfg = {"epochs": 1, "batch_size": 16, "learning_rate": 0.002, "schedule": "constant", "patience": 2,
-                 "augment": False}
-    model, meta, _, _ = tasks.train_task("size", images, cat, split, spec, "cnn", {"width": 4}, train_cfg, 5,
-                                         d / "scratch", log=lambda m: None)
-    path = d / "cnn.keras"
-    train.save_model(model, path, meta)
-    return path
+def model_path(model_file):
+    """The shared tiny size model (tests/tiny_model.py: 32 px at 0.06"/px, saved as training saves it)."""
+    return model_file[0]
 
 
 def galaxies(scale: float, n: int) -> np.ndarray:
