@@ -30,15 +30,39 @@ CRVAL = (189.228, 62.238)  # GOODS-N-like
 # --------------------------------------------------------------------------- HTTP server
 @dataclasses.dataclass
 class Server:
-    """Routes path -> bytes; faults path -> list of 'status:NNN' / 'truncate' used up one per request."""
+    """Routes path -> (bytes, content type); faults path -> list used up one per request.
+
+    Faults: 'status:NNN' (that status), 'status:NNN:retry-after=V' (with a Retry-After header),
+    'html' (200 with an HTML error page), 'truncate' (a third of the body, then the connection
+    closes, Content-Length announcing all of it), 'hang:S' (answer after S seconds).  GET honours
+    ``Range: bytes=N-`` (206 + Content-Range; 416 past the end) unless ``If-Range`` names another
+    ETag; every answer carries an ETag of its body.  ``requests`` records (method, path, body),
+    ``headers`` the request headers in the same order.
+    """
 
     routes: dict = dataclasses.field(default_factory=dict)
     faults: dict = dataclasses.field(default_factory=dict)
     requests: list = dataclasses.field(default_factory=list)
+    headers: list = dataclasses.field(default_factory=list)
+    sent: list = dataclasses.field(default_factory=list)  # body bytes written per request
     url: str = ""
 
     def count(self, path: str) -> int:
         return sum(1 for _, p, _ in self.requests if p == path)
+
+
+def etag(body: bytes) -> str:
+    import hashlib
+
+    return '"' + hashlib.sha256(body).hexdigest()[:16] + '"'
+
+
+class QuietServer(ThreadingHTTPServer):
+    """A client that gives up on an answer (time-out, rejected body) is expected here, not an error."""
+
+    def handle_error(self, request, client_address):
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            super().handle_error(request, client_address)
 
 
 def start_server() -> tuple[Server, ThreadingHTTPServer]:
@@ -50,43 +74,69 @@ def start_server() -> tuple[Server, ThreadingHTTPServer]:
         def log_message(self, *args):  # keep pytest output clean
             pass
 
+        def _reply(self, status: int, body: bytes, headers: dict, write: bytes | None = None):
+            self.send_response(status)
+            for k, v in {"Content-Length": str(len(body)), **headers}.items():
+                self.send_header(k, v)
+            self.end_headers()
+            data = body if write is None else write
+            state.sent.append(len(data))
+            self.wfile.write(data)
+            self.wfile.flush()
+
         def _serve(self, body_in: bytes):
+            import time
+
             path = self.path.split("?")[0]
             state.requests.append((self.command, path, body_in))
+            state.headers.append(dict(self.headers))
             faults = state.faults.get(path) or []
             fault = faults.pop(0) if faults else None
             if fault and fault.startswith("status:"):
-                msg = b"Service Unavailable"
-                self.send_response(int(fault.split(":")[1]))
-                self.send_header("Content-Length", str(len(msg)))
-                self.end_headers()
-                self.wfile.write(msg)
-                return
+                parts = fault.split(":")
+                extra = {}
+                if len(parts) > 2 and parts[2].startswith("retry-after="):
+                    extra["Retry-After"] = parts[2].split("=", 1)[1]
+                return self._reply(int(parts[1]), b"Service Unavailable", extra)
+            if fault == "html":
+                page = b"<!DOCTYPE html>\n<html><head><title>Error</title></head><body>Server busy</body></html>\n"
+                return self._reply(200, page, {"Content-Type": "text/html; charset=utf-8"})
+            if fault and fault.startswith("hang:"):
+                time.sleep(float(fault.split(":")[1]))
             if path not in state.routes:
-                self.send_response(404)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
+                return self._reply(404, b"", {})
             body, ctype = state.routes[path]
-            self.send_response(200)
-            self.send_header("Content-Type", ctype)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
+            headers = {"Content-Type": ctype, "ETag": etag(body), "Accept-Ranges": "bytes"}
+            status, first = 200, 0
+            rng = self.headers.get("Range")
+            if self.command == "GET" and rng and rng.startswith("bytes=") and rng.endswith("-"):
+                if self.headers.get("If-Range") in (None, etag(body)):
+                    first = int(rng[6:-1])
+                    if first >= len(body):
+                        return self._reply(416, b"", {"Content-Range": f"bytes */{len(body)}"})
+                    status = 206
+                    headers["Content-Range"] = f"bytes {first}-{len(body) - 1}/{len(body)}"
+            part = body[first:]
             if fault == "truncate":
-                self.wfile.write(body[: len(body) // 3])
-                self.wfile.flush()
+                self._reply(status, part, headers, write=part[: len(part) // 3])
                 self.close_connection = True
                 return
-            self.wfile.write(body)
+            self._reply(status, part, headers)
 
         def do_GET(self):
-            self._serve(b"")
+            try:
+                self._serve(b"")
+            except (BrokenPipeError, ConnectionResetError):  # the client gave up (time-out tests)
+                pass
 
         def do_POST(self):
             n = int(self.headers.get("Content-Length") or 0)
-            self._serve(self.rfile.read(n))
+            try:
+                self._serve(self.rfile.read(n))
+            except (BrokenPipeError, ConnectionResetError):
+                pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd = QuietServer(("127.0.0.1", 0), Handler)
     httpd.daemon_threads = True
     threading.Thread(target=httpd.serve_forever, daemon=True).start()
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}"
