@@ -9,12 +9,13 @@ log = runlog.redirect(snakemake.log[0])
 import pandas as pd  # noqa: E402
 
 from deepsky import io  # noqa: E402
-from deepsky.archives import sdss  # noqa: E402
+from deepsky.archives import net, sdss  # noqa: E402
 
 cfg = snakemake.params.sdss
 objects = pd.read_parquet(snakemake.input.objects)
 manifest = sdss.fetch_frames(objects, snakemake.params.frames_dir, cfg["sas_url"], cfg["release"],
-                             sdss.RetryPolicy.from_config(cfg["http"]),
+                             # retry settings are machinery: from config, not params (changing them reruns nothing)
+                             net.Policy.from_config(snakemake.config["sdss"].get("http"), "sdss.http"),
                              progress=runlog.Progress(log, "fields"))
 fetched = int(manifest["fetched"].sum())
 log.info(f"{len(manifest)} frames ({manifest['bytes'].sum() / 1e6:.1f} MB): {fetched} fetched, "

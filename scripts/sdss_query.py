@@ -7,11 +7,12 @@ from deepsky import runlog  # noqa: E402
 
 log = runlog.redirect(snakemake.log[0])
 from deepsky import io  # noqa: E402
-from deepsky.archives import sdss  # noqa: E402
+from deepsky.archives import net, sdss  # noqa: E402
 
 cfg = snakemake.params.sdss
 spec = sdss.QuerySpec.from_config(cfg)
-policy = sdss.RetryPolicy.from_config(cfg["http"])
+# retry settings are machinery: read from config, not params, so changing them reruns nothing
+policy = net.Policy.from_config(snakemake.config["sdss"].get("http"), "sdss.http")
 pages = Path(snakemake.params.pages_root) / spec.digest()
 log.info(f"SkyServer DR{spec.release} at {cfg['skyserver_url']}: pages in {pages}")
 log.info("first page SQL: " + sdss.build_query(spec, 0, min(spec.page_size, spec.max_objects or spec.page_size)))

@@ -9,9 +9,17 @@
   slightly rotated, as SDSS's drift-scan bands are), an SDSS-like header, nanomaggies, sources drawn
   with GalSim at the pixel positions each band's WCS gives.
 
-Faults are queued per kind ('sql' or 'frame'): '503', 'timeout' (answer after the client gave up),
-'malformed' (CSV with a short row), 'truncated' (half a frame, consistent Content-Length), '404'.
-Every request is counted in ``server.requests``.
+* Count: the same SQL endpoint answers ``SELECT COUNT(*) AS n_rows, COUNT(DISTINCT p.objID) AS
+  n_objects ...`` (request kind 'count') with the size of the object table.
+
+Faults are queued per kind ('sql' for pages, 'count', 'frame'), one used up per request:
+'503', '404', '429' (with ``Retry-After: fake.retry_after``), 'timeout' (answer after the client
+gave up), 'html' (status 200, an HTML error page), 'malformed' (CSV with a short row), 'rowcut'
+(a page cut at a row boundary: only its first two rows, consistent Content-Length), 'midrow' (a
+page cut inside its last row's class name, consistent Content-Length), 'count+1' (a count one
+too high), 'truncated' (half a frame, consistent Content-Length), 'cut' (a third of a frame, then
+the connection closes with the full Content-Length announced).  Frames honour ``Range: bytes=N-``
+(206).  Every request is recorded in ``server.requests`` as (kind, path, sql, Range header).
 """
 
 from __future__ import annotations
@@ -157,9 +165,10 @@ class FakeSDSS:
     objects: pd.DataFrame
     frames: dict  # URL path -> bytes
     release: int = 17
-    faults: dict = field(default_factory=lambda: {"sql": [], "frame": []})
-    requests: list = field(default_factory=list)  # (kind, path, sql or None)
+    faults: dict = field(default_factory=lambda: {"sql": [], "count": [], "frame": []})
+    requests: list = field(default_factory=list)  # (kind, path, sql or None, Range header or None)
     hang_s: float = 1.5
+    retry_after: str = "1"
     port: int = 0
 
     @property
@@ -181,45 +190,75 @@ def _handler(fake: FakeSDSS):
         def log_message(self, *args):
             pass
 
-        def _send(self, status: int, body: bytes, ctype: str = "text/plain", length: int | None = None):
+        def _send(self, status: int, body: bytes, ctype: str = "text/plain", length: int | None = None,
+                  headers: dict | None = None):
             self.send_response(status)
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(body) if length is None else length))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
             self.end_headers()
             self.wfile.write(body)
 
         def do_GET(self):
             u = urlparse(self.path)
-            kind = "sql" if u.path == sql_path else "frame" if u.path in fake.frames else "other"
             q = parse_qs(u.query)
             sql = q.get("cmd", [None])[0]
+            kind = ("count" if sql and "COUNT(" in sql else "sql") if u.path == sql_path else \
+                "frame" if u.path in fake.frames else "other"
             with lock:
-                fake.requests.append((kind, u.path, sql))
+                fake.requests.append((kind, u.path, sql, self.headers.get("Range")))
                 fault = fake.faults[kind].pop(0) if kind in fake.faults and fake.faults[kind] else None
             try:
                 if kind == "other":
                     return self._send(404, b"not found")
                 if fault == "503":
                     return self._send(503, b"Service Unavailable")
+                if fault == "429":
+                    return self._send(429, b"Too Many Requests", headers={"Retry-After": fake.retry_after})
                 if fault == "404":
                     return self._send(404, b"Not Found")
+                if fault == "html":
+                    page = b"<html><head><title>SkyServer</title></head><body>Server Error</body></html>"
+                    return self._send(200, page, "text/html; charset=utf-8")
                 if fault == "timeout":
                     time.sleep(fake.hang_s)
-                if kind == "sql":
+                if kind in ("sql", "count"):
                     assert q.get("format") == ["csv"] and q.get("searchtool") == ["SQL"], q
+                if kind == "count":
+                    n = len(fake.objects) + (1 if fault == "count+1" else 0)
+                    return self._send(200, f"#Table1\nn_rows,n_objects\n{n},{n}\n".encode())
+                if kind == "sql":
                     top = int(re.search(r"SELECT TOP (\d+) ", sql).group(1))
                     after = int(re.search(r"p\.objID > (-?\d+)", sql).group(1))
                     rows = fake.objects[fake.objects.objID > after].sort_values("objID").head(top)
+                    if fault == "rowcut":
+                        rows = rows.head(2)
                     text = skyserver_csv(rows)
                     if fault == "malformed":
                         lines = text.splitlines()
                         lines[-1] = lines[-1].rsplit(",", 3)[0]  # a row cut short
                         text = "\n".join(lines) + "\n"
+                    if fault == "midrow":
+                        text = text.rstrip("\n")[:-3]  # cut inside the last row's class name
                     return self._send(200, text.encode(), "text/plain; charset=utf-8")
                 body = fake.frames[u.path]
+                headers = {"Accept-Ranges": "bytes"}
+                status, first = 200, 0
+                rng = self.headers.get("Range")
+                if rng and rng.startswith("bytes=") and rng.endswith("-"):
+                    first = int(rng[6:-1])
+                    status = 206
+                    headers["Content-Range"] = f"bytes {first}-{len(body) - 1}/{len(body)}"
+                part = body[first:]
                 if fault == "truncated":
-                    body = body[: len(body) // 2]
-                return self._send(200, body, "application/x-bzip2")
+                    part = part[: len(part) // 2]
+                if fault == "cut":
+                    self._send(status, part[: len(part) // 3], "application/x-bzip2", length=len(part),
+                               headers=headers)
+                    self.close_connection = True
+                    return
+                return self._send(status, part, "application/x-bzip2", headers=headers)
             except (BrokenPipeError, ConnectionResetError):
                 pass
 

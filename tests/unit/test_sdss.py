@@ -12,9 +12,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import sdss_fake  # noqa: E402
-from deepsky.archives import sdss  # noqa: E402
+from deepsky.archives import net, sdss  # noqa: E402
 
-FAST = sdss.RetryPolicy(attempts=3, backoff_s=0.01, max_backoff_s=0.05, timeout_s=0.5)
+FAST = net.Policy(attempts=3, backoff_s=0.01, max_backoff_s=0.05, timeout_s=0.5)
 
 
 @pytest.fixture(scope="module")
@@ -26,7 +26,7 @@ def built():
 def fake(built):
     fake, notes = built
     fake.requests.clear()
-    fake.faults = {"sql": [], "frame": []}
+    fake.faults = {"sql": [], "count": [], "frame": []}
     srv = sdss_fake.start(fake)
     yield fake
     srv.shutdown()
@@ -72,6 +72,10 @@ def test_spec_from_schema_config():
 
 
 # ------------------------------------------------------------------ query: rows, pages, cache
+def page_files(folder: Path) -> list[str]:
+    return sorted(p.name.split("-")[0] for p in folder.glob("page*.csv"))
+
+
 def test_query_pages_rows_and_cache(fake, tmp_path):
     objs = sdss.query_objects(spec(), tmp_path / "pages", fake.url, FAST)
     want = fake.objects.sort_values("objID").reset_index(drop=True)
@@ -79,15 +83,21 @@ def test_query_pages_rows_and_cache(fake, tmp_path):
     pd.testing.assert_frame_equal(objs[sdss.COLUMNS], want[sdss.COLUMNS], check_dtype=False)
     assert objs["is_star"].tolist() == (want["class"] == "STAR").tolist()
     assert objs["objID"].dtype == np.int64
-    # 14 rows in pages of 4: 4 + 4 + 4 + 2, each page asking for objIDs after the last one seen
+    # one COUNT of the same query, then 14 rows in pages of 4: 4 + 4 + 4 + 2, each page asking for
+    # objIDs after the last one seen
+    assert fake.count("count") == 1
+    count_sql = [r[2] for r in fake.requests if r[0] == "count"][0]
+    assert count_sql.strip() == sdss.build_count_query(spec())
     sqls = fake.sql_requests()
     assert len(sqls) == 4
     afters = [int(s.split("p.objID > ")[1].split()[0]) for s in sqls]
     assert afters == [0] + [int(want.objID[i]) for i in (3, 7, 11)]
-    assert sorted(p.name for p in (tmp_path / "pages").glob("page*.csv")) == [f"page{k:05d}.csv" for k in range(4)]
-    # second run: everything from the page cache, no request
+    # cached under names keyed by the request: page index + hash of URL and SQL
+    assert page_files(tmp_path / "pages") == [f"page{k:05d}" for k in range(4)]
+    assert len(list((tmp_path / "pages").glob("count-*.csv"))) == 1
+    # second run: everything from the cache, not one request
     again = sdss.query_objects(spec(), tmp_path / "pages", fake.url, FAST)
-    assert fake.count("sql") == 4
+    assert fake.count("sql") == 4 and fake.count("count") == 1
     pd.testing.assert_frame_equal(again, objs)
 
 
@@ -99,44 +109,18 @@ def test_query_max_objects_stops_early(fake, tmp_path):
 
 def test_query_resumes_after_interruption(fake, tmp_path):
     fake.faults["sql"] = [None, "503", "503", "503"]  # page 0 fine, page 1 fails on every attempt
-    with pytest.raises(sdss.FetchError) as err:
+    with pytest.raises(net.NetError) as err:
         sdss.query_objects(spec(), tmp_path / "p", fake.url, FAST)
     msg = str(err.value)
     assert "page 1" in msg and "after 3 attempts" in msg and "HTTP 503" in msg
     assert f"{fake.url}/dr17/en/tools/search/x_results.aspx" in msg
-    assert "stargal: {source: simulated}" in msg
-    assert [p.name for p in sorted((tmp_path / "p").glob("page*"))] == ["page00000.csv"]
+    assert "SQL: SELECT TOP 4 " in msg and "stargal: {source: simulated}" in msg
+    assert page_files(tmp_path / "p") == ["page00000"]
     assert leftovers(tmp_path) == []
-    n = fake.count("sql")
-    assert n == 4
+    assert fake.count("sql") == 4
     objs = sdss.query_objects(spec(), tmp_path / "p", fake.url, FAST)
     assert len(objs) == 14
-    assert fake.count("sql") == n + 3  # pages 1..3 only: page 0 came from the cache
-
-
-@pytest.mark.parametrize("fault", ["503", "timeout", "malformed"])
-def test_query_faults_retry_then_fail(fake, tmp_path, fault):
-    # a passing fault: retried, then the right answer
-    fake.faults["sql"] = [fault, fault]
-    objs = sdss.query_objects(spec(page_size=20), tmp_path / "ok", fake.url, FAST)
-    assert len(objs) == 14 and fake.count("sql") == 3
-    # a lasting fault: exactly `attempts` requests, then an error that says what failed
-    fake.requests.clear()
-    fake.faults["sql"] = [fault] * 10
-    with pytest.raises(sdss.FetchError) as err:
-        sdss.query_objects(spec(page_size=20), tmp_path / "bad", fake.url, FAST)
-    assert fake.count("sql") == FAST.attempts
-    msg = str(err.value)
-    assert "SkyServer SQL page 0" in msg and f"after {FAST.attempts} attempts" in msg and fake.url in msg
-    assert {"503": "HTTP 503", "timeout": "Timeout", "malformed": "malformed CSV"}[fault] in msg
-    assert not list((tmp_path / "bad").glob("page*")) and leftovers(tmp_path) == []
-
-
-def test_query_client_error_is_not_retried(fake, tmp_path):
-    fake.faults["sql"] = ["404"] * 5
-    with pytest.raises(sdss.FetchError, match="HTTP 404.*not retried"):
-        sdss.query_objects(spec(), tmp_path / "p", fake.url, FAST)
-    assert fake.count("sql") == 1
+    assert fake.count("sql") == 4 + 3  # pages 1..3 only: page 0 came from the cache
 
 
 def test_query_without_network_suggests_offline_source(tmp_path):
@@ -145,9 +129,10 @@ def test_query_without_network_suggests_offline_source(tmp_path):
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(sdss.FetchError) as err:
+    with pytest.raises(net.NetError) as err:
         sdss.query_objects(spec(), tmp_path / "p", f"http://127.0.0.1:{port}", FAST)
-    assert "ConnectionError" in str(err.value) and "stargal: {source: simulated}" in str(err.value)
+    msg = str(err.value)
+    assert "ConnectionError" in msg and "no HTTP status" in msg and "stargal: {source: simulated}" in msg
 
 
 # ------------------------------------------------------------------ frames
@@ -164,23 +149,22 @@ def test_frames_fetched_once_and_validated(fake, tmp_path):
     pd.testing.assert_frame_equal(m.drop(columns="fetched"), m2.drop(columns="fetched"))
 
 
-@pytest.mark.parametrize("fault", ["503", "timeout", "truncated"])
-def test_frame_faults_retry_then_fail_without_partial_file(fake, tmp_path, fault):
+def test_unreadable_frame_is_retried_and_never_kept(fake, tmp_path):
+    """Half a frame with a consistent Content-Length: HTTP says complete, bzip2 says not."""
     url = f"{fake.url}/sas/dr17/eboss/photoObj/frames/301/756/3/frame-g-000756-3-0101.fits.bz2"
     dest = sdss.frame_path(tmp_path, 756, 3, 101, "g")
-    fake.faults["frame"] = [fault]
+    fake.faults["frame"] = ["truncated"]
     assert sdss.fetch_frame(url, dest, FAST) is True
     assert fake.count("frame") == 2 and sdss.read_frame(dest).name == "g"
     dest.unlink()
     fake.requests.clear()
-    fake.faults["frame"] = [fault] * 10
-    with pytest.raises(sdss.FetchError) as err:
+    fake.faults["frame"] = ["truncated"] * 10
+    with pytest.raises(net.NetError) as err:
         sdss.fetch_frame(url, dest, FAST)
     msg = str(err.value)
-    assert url in msg and f"after {FAST.attempts} attempts" in msg
-    assert {"503": "HTTP 503", "timeout": "Timeout", "truncated": "not a complete bzip2 file"}[fault] in msg
+    assert url in msg and f"after {FAST.attempts} attempts" in msg and "not a complete bzip2 file" in msg
     assert fake.count("frame") == FAST.attempts
-    assert not dest.exists() and list(dest.parent.iterdir()) == []  # no half file, no temp file
+    assert not dest.exists() and list(dest.parent.iterdir()) == []  # no half file, no partial file
 
 
 # ------------------------------------------------------------------ cutouts

@@ -1,11 +1,12 @@
 # Live SDSS star/galaxy data (stargal.source: sdss): SkyServer query -> frames -> ugriz cutout shards.
 #
 # Network rules run on the submitting host (localrule: compute nodes often lack internet), retry
-# once more as a whole on top of the bounded per-request retries in deepsky.sdss, and take one unit
-# of the `sdss_requests` resource so that SDSS sees one client at a time: run with
+# once more as a whole on top of the bounded per-request retries of deepsky.archives.net (settings:
+# sdss.http, machinery read by the scripts, not params), and take one unit of the `sdss_requests`
+# resource so that SDSS sees one client at a time: run with
 #   snakemake --resources sdss_requests=1 ...
-# Everything retrieved is cached under resources/sdss/ (pages, objects table, frames): a rerun, or
-# a rerun after a code change, never asks SDSS twice.  Cutout shards use the same shard format as
+# Everything retrieved is cached under resources/sdss/ (pages keyed by request, objects table,
+# frames): a rerun, or a rerun after a code change, never asks SDSS twice.  Cutout shards use the same shard format as
 # the simulations, under results/sims/sdss/, so the star/galaxy task reads live and simulated data alike.
 
 SDSS_DR = f"resources/sdss/dr{config['sdss']['release']}"
@@ -16,7 +17,6 @@ SDSS_QUERY_KEYS = (
     "max_objects",
     "include_qso",
     "cuts",
-    "http",
 )
 
 
@@ -67,7 +67,7 @@ rule sdss_frames:
         sdss_requests=1,
         mem_mb=2000,
     params:
-        sdss={k: config["sdss"][k] for k in ("release", "sas_url", "http")},
+        sdss={k: config["sdss"][k] for k in ("release", "sas_url")},
         frames_dir="resources/sdss/frames",
     script:
         "../../scripts/sdss_frames.py"

@@ -9,24 +9,26 @@ rerun never asks SDSS twice:
    validated values (:class:`QuerySpec`): numbers are formatted by code, column and class names are
    checked against fixed whitelists, nothing from the user is spliced into the text.  SkyServer caps
    rows and time per query, so the query is paged by keyset (``objID > last``, ``TOP n``,
-   ``ORDER BY objID``); each page is stored as it arrives, so an interrupted run resumes where it
-   stopped.  The request goes through astroquery (``SDSS.query_sql_async``); its base URL is
-   astroquery's own ``conf.skyserver_baseurl``, set from our config for the duration of the call.
+   ``ORDER BY objID``).  No row is lost silently: a ``COUNT`` of the same query is asked first, and
+   every page is validated completely (header, every row's fields and class, objID order, and a
+   short page only where the count says the query ends) *before* it is cached, so a page cut at a
+   row boundary or mid-row is retried, never kept.  astroquery builds each request
+   (``SDSS.query_sql_async(..., get_query_payload=True)``, its public payload builder) and
+   :mod:`deepsky.archives.net` sends it.
 2. **Frames** (:func:`fetch_frames`): the calibrated ``frame-{band}-{run:06d}-{camcol}-{field:04d}
    .fits.bz2`` of every (run, camcol, field) holding an object, in all five bands, from the SAS
-   (same URL layout as astroquery's ``SDSS.get_images``).  Each file is written to a temporary name,
-   fully decompressed and opened as FITS, and only then renamed into place: a truncated or corrupt
-   download never survives, and a file present in the cache is never fetched again.
+   (astroquery's ``SDSS.IMAGING_URL_SUFFIX`` layout), downloaded by :func:`net.download`
+   (resumable, validated: bzip2 magic, then decompressed and opened as a frame, before the
+   rename).  A file present in the cache is never fetched again.
 3. **Cutouts** (:func:`cut_shard`): 5-band stamps aligned on the sky through each band's own WCS
    (:mod:`deepsky.cutouts`).  SDSS ``frame`` files are calibrated and sky-subtracted, in
    **nanomaggies per pixel** (HDU 0, ``BUNIT = 'nanomaggy'``; 1 nanomaggy = 22.5 AB mag), so the
    stamps are in nanomaggies with no further calibration.  Objects whose stamp leaves the frame
    (EDGE) or covers non-finite pixels (BAD_PIXELS) are counted and dropped.
 
-All network calls go through :func:`with_retries`: a bounded number of attempts with exponential
-back-off on HTTP 5xx, 408/429, time-outs, broken connections and malformed or truncated payloads;
-a 4xx answer stops at once.  The final error names the URL, the last status or exception and the
-number of attempts, and says how to run without network (``stargal.source: simulated``).
+Retries, back-off, time-outs and the final error (URL, status, attempts) are the network layer's
+(:mod:`deepsky.archives.net`); errors here add the page and the SQL, and say how to run without
+network (``stargal.source: simulated``).
 """
 
 from __future__ import annotations
@@ -37,7 +39,6 @@ import io as _io
 import json
 import logging
 import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,7 @@ import pandas as pd
 
 from .. import cutouts
 from ..io import atomic_path
+from . import net
 
 BANDS = "ugriz"
 #: photometric columns of the object table, in order (SkyServer returns them under these names)
@@ -73,74 +75,6 @@ OFFLINE_HINT = ("SDSS could not be reached or answered badly. Nothing from SDSS 
                 "`stargal: {source: simulated}` in config (or --config stargal='{source: simulated}').")
 
 log = logging.getLogger("deepsky")
-
-
-# --------------------------------------------------------------------------- errors and retries
-class FetchError(RuntimeError):
-    """A remote request failed for good (after its retries, or at once for a 4xx answer)."""
-
-
-class TransientError(RuntimeError):
-    """A failure worth retrying (5xx, 408/429, time-out, broken connection, malformed payload)."""
-
-
-class PermanentError(RuntimeError):
-    """A failure retrying cannot fix (4xx answer)."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Bounded retries: ``attempts`` tries, waits of backoff_s * 2**k (capped), per-request timeout."""
-
-    attempts: int = 4
-    backoff_s: float = 2.0
-    max_backoff_s: float = 60.0
-    timeout_s: float = 60.0
-
-    @classmethod
-    def from_config(cls, http: dict) -> RetryPolicy:
-        return cls(attempts=_int(http.get("attempts", 4), "sdss.http.attempts", 1, 20),
-                   backoff_s=_float(http.get("backoff_s", 2.0), "sdss.http.backoff_s", 0, 600),
-                   max_backoff_s=_float(http.get("max_backoff_s", 60.0), "sdss.http.max_backoff_s", 0, 3600),
-                   timeout_s=_float(http.get("timeout_s", 60.0), "sdss.http.timeout_s", 0.01, 3600))
-
-    def wait(self, attempt: int) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-        return min(self.backoff_s * 2 ** (attempt - 1), self.max_backoff_s)
-
-
-def with_retries(fn: Callable[[], object], what: str, policy: RetryPolicy,
-                 sleep: Callable[[float], None] = time.sleep):
-    """Call ``fn`` until it succeeds, at most ``policy.attempts`` times; FetchError naming ``what``."""
-    last = None
-    for attempt in range(1, policy.attempts + 1):
-        try:
-            return fn()
-        except PermanentError as exc:
-            raise FetchError(f"{what}: {exc} (attempt {attempt} of {policy.attempts}, not retried). "
-                             f"{OFFLINE_HINT}") from exc
-        except TransientError as exc:
-            last = exc
-            if attempt < policy.attempts:
-                wait = policy.wait(attempt)
-                log.warning(f"{what}: {exc}; attempt {attempt} of {policy.attempts}, retrying in {wait:.1f} s")
-                sleep(wait)
-    raise FetchError(f"{what}: failed after {policy.attempts} attempts; last error: {last}. "
-                     f"{OFFLINE_HINT}") from last
-
-
-def _check_status(status: int, url: str) -> None:
-    if status == 200:
-        return
-    if status >= 500 or status in (408, 429):
-        raise TransientError(f"HTTP {status} from {url}")
-    raise PermanentError(f"HTTP {status} from {url}")
-
-
-def _transient_request(exc: Exception, url: str) -> TransientError:
-    # requests repeats the full URL-encoded SQL in its message: keep the cause, drop the query string
-    text = re.sub(r"\?cmd=\S*", "?cmd=...", str(exc))
-    return TransientError(f"{type(exc).__name__} for {url}: {text}")
 
 
 # --------------------------------------------------------------------------- typed query spec
@@ -230,16 +164,12 @@ class QuerySpec:
         return hashlib.sha256(blob).hexdigest()[:12]
 
 
-def build_query(spec: QuerySpec, after_objid: int, top: int) -> str:
-    """SkyServer SQL for one page: the first ``top`` objects with objID > ``after_objid``."""
-    after_objid = _int(after_objid, "after_objid", -1, 2**63 - 1)
-    top = _int(top, "top", 1, 500000)
+def _where(spec: QuerySpec) -> list[str]:
+    """The WHERE clauses of the object query (without the keyset clause)."""
     if not all(c in CLASSES for c in spec.classes):  # whitelist, checked again at the splice point
         raise ValueError(f"unknown spectroscopic class in {spec.classes}")
-    cols = ", ".join(SQL_EXPR.get(c, f"p.{c}") for c in PHOTO_COLUMNS) + ", s.class"
     classes = ", ".join(f"'{c}'" for c in spec.classes)
-    where = [
-        f"p.objID > {after_objid:d}",
+    return [
         "p.clean = 1",
         "s.zWarning = 0",
         f"s.class IN ({classes})",
@@ -252,31 +182,75 @@ def build_query(spec: QuerySpec, after_objid: int, top: int) -> str:
         f"p.dec >= {_sql_num(spec.dec_min)}",
         f"p.dec <= {_sql_num(spec.dec_max)}",
     ]
-    return (f"SELECT TOP {top:d} {cols} FROM PhotoObj AS p JOIN SpecObj AS s ON s.bestObjID = p.objID "
-            f"WHERE {' AND '.join(where)} ORDER BY p.objID")
+
+
+_FROM = "FROM PhotoObj AS p JOIN SpecObj AS s ON s.bestObjID = p.objID"
+
+
+def build_query(spec: QuerySpec, after_objid: int, top: int) -> str:
+    """SkyServer SQL for one page: the first ``top`` objects with objID > ``after_objid``."""
+    after_objid = _int(after_objid, "after_objid", -1, 2**63 - 1)
+    top = _int(top, "top", 1, 500000)
+    cols = ", ".join(SQL_EXPR.get(c, f"p.{c}") for c in PHOTO_COLUMNS) + ", s.class"
+    where = [f"p.objID > {after_objid:d}"] + _where(spec)
+    return f"SELECT TOP {top:d} {cols} {_FROM} WHERE {' AND '.join(where)} ORDER BY p.objID"
+
+
+#: columns of the count query's answer
+COUNT_COLUMNS = ["n_rows", "n_objects"]
+
+
+def build_count_query(spec: QuerySpec) -> str:
+    """SkyServer SQL counting the rows and the distinct objects the paged query walks through."""
+    return (f"SELECT COUNT(*) AS n_rows, COUNT(DISTINCT p.objID) AS n_objects {_FROM} "
+            f"WHERE {' AND '.join(_where(spec))}")
+
+
+def sql_url(skyserver_url: str, release: int) -> str:
+    """SkyServer's SQL endpoint for a release (astroquery's public ``QUERY_URL_SUFFIX_*`` layouts)."""
+    from astroquery.sdss import SDSS
+
+    release = _int(release, "sdss.release", RELEASES.start, RELEASES.stop - 1)
+    suffix = (SDSS.QUERY_URL_SUFFIX_DR_OLD if release < 10 else SDSS.QUERY_URL_SUFFIX_DR_10 if release == 10
+              else SDSS.QUERY_URL_SUFFIX_DR_NEW)
+    return skyserver_url.rstrip("/") + suffix.format(dr=release)
+
+
+def sql_payload(sql: str, release: int) -> dict:
+    """The GET parameters astroquery sends for ``sql`` (cmd, format=csv, searchtool), built by astroquery."""
+    from astroquery.sdss import SDSS
+
+    return SDSS.query_sql_async(sql, data_release=release, get_query_payload=True)
 
 
 # --------------------------------------------------------------------------- SkyServer CSV
-def parse_page(text: str, after_objid: int, top: int, source: str = "response") -> pd.DataFrame:
-    """Parse and check one SkyServer CSV answer (``#Table1`` line, header, rows).
-
-    Raises TransientError when the text is not the table we asked for: an error page, other
-    columns, short or long rows, non-numeric values, objIDs out of order or more than ``top`` rows.
-    """
-    if "error_message" in text or "<html" in text[:500].lower():
-        raise TransientError(f"{source}: SkyServer answered with an error page: {text[:300]!r}")
+def _csv_lines(text: str, source: str) -> list[str]:
+    if "error_message" in text or net.looks_like_html(text[:1024].encode()):
+        raise net.Invalid(f"{source}: SkyServer answered with an error page: {text[:300]!r}")
     lines = text.splitlines()
     while lines and lines[0].startswith("#"):
         lines.pop(0)
     if not lines:
-        raise TransientError(f"{source}: empty answer (no CSV header)")
+        raise net.Invalid(f"{source}: empty answer (no CSV header)")
+    return lines
+
+
+def parse_page(text: str, after_objid: int, top: int, source: str = "response",
+               classes: tuple[str, ...] = CLASSES) -> pd.DataFrame:
+    """Parse and check one SkyServer CSV answer (``#Table1`` line, header, rows) completely.
+
+    Raises :class:`net.Invalid` when the text is not the table we asked for: an error page, other
+    columns, a row with missing or extra fields (a row cut short), non-numeric or empty values, a
+    class outside ``classes`` (a class name cut short), objIDs out of order or more than ``top`` rows.
+    """
+    lines = _csv_lines(text, source)
     header = [h.strip() for h in lines[0].split(",")]
     if header != COLUMNS:
-        raise TransientError(f"{source}: malformed CSV: columns {header} instead of {COLUMNS}")
+        raise net.Invalid(f"{source}: malformed CSV: columns {header} instead of {COLUMNS}")
     for k, line in enumerate(lines[1:], start=2):
         if line.count(",") != len(COLUMNS) - 1:
-            raise TransientError(f"{source}: malformed CSV: line {k} has {line.count(',') + 1} fields, "
-                                 f"expected {len(COLUMNS)}: {line[:200]!r}")
+            raise net.Invalid(f"{source}: malformed CSV: line {k} has {line.count(',') + 1} fields, "
+                              f"expected {len(COLUMNS)} (a row cut short?): {line[:200]!r}")
     try:
         df = pd.read_csv(_io.StringIO("\n".join(lines)), dtype={"class": str}, skipinitialspace=True)
         for c in INT_COLUMNS:
@@ -285,93 +259,117 @@ def parse_page(text: str, after_objid: int, top: int, source: str = "response") 
             if c not in INT_COLUMNS:
                 df[c] = pd.to_numeric(df[c], errors="raise").astype(np.float64)
     except (ValueError, TypeError, pd.errors.ParserError) as exc:
-        raise TransientError(f"{source}: malformed CSV: {exc}") from exc
+        raise net.Invalid(f"{source}: malformed CSV: {exc}") from exc
     if df[PHOTO_COLUMNS].isna().any().any() or df["class"].isna().any():
-        raise TransientError(f"{source}: malformed CSV: empty values")
+        raise net.Invalid(f"{source}: malformed CSV: empty values")
     df["class"] = df["class"].str.strip().str.upper()
+    bad = sorted(set(df["class"]) - set(classes))
+    if bad:
+        raise net.Invalid(f"{source}: classes {bad} that the query excluded (a row cut short?)")
     if len(df) > top:
-        raise TransientError(f"{source}: {len(df)} rows for TOP {top}")
+        raise net.Invalid(f"{source}: {len(df)} rows for TOP {top}")
     ids = df["objID"].to_numpy()
     if len(ids) and (ids[0] <= after_objid or np.any(np.diff(ids) < 0)):
-        raise TransientError(f"{source}: objIDs not ascending after {after_objid}")
+        raise net.Invalid(f"{source}: objIDs not ascending after {after_objid}")
     return df
 
 
-def _request_page(spec: QuerySpec, sql: str, skyserver_url: str, policy: RetryPolicy) -> tuple[str, str]:
-    """One SkyServer request through astroquery; returns (url, text) or raises Transient/Permanent."""
-    import requests
-    from astroquery.sdss import SDSS, conf
-
-    with conf.set_temp("skyserver_baseurl", skyserver_url.rstrip("/")):
-        url = SDSS._get_query_url(spec.release)
-        try:
-            resp = SDSS.query_sql_async(sql, timeout=policy.timeout_s, data_release=spec.release, cache=False)
-            text = resp.text
-        except requests.exceptions.RequestException as exc:
-            raise _transient_request(exc, url) from exc
-    _check_status(resp.status_code, url)
-    return url, text
-
-
-def page_path(pages_dir: Path, k: int) -> Path:
-    return pages_dir / f"page{k:05d}.csv"
+def parse_count(text: str, source: str = "response") -> tuple[int, int]:
+    """(rows, distinct objects) from the answer to :func:`build_count_query`."""
+    lines = _csv_lines(text, source)
+    header = [h.strip() for h in lines[0].split(",")]
+    rows = [line for line in lines[1:] if line.strip()]
+    if header != COUNT_COLUMNS or len(rows) != 1:
+        raise net.Invalid(f"{source}: expected one row of {COUNT_COLUMNS}, got {lines[:3]!r}")
+    try:
+        n_rows, n_objects = (int(v) for v in rows[0].split(","))
+    except ValueError as exc:
+        raise net.Invalid(f"{source}: counts are not integers: {rows[0]!r}") from exc
+    if not 0 <= n_objects <= n_rows:
+        raise net.Invalid(f"{source}: impossible counts {n_rows} rows, {n_objects} objects")
+    return n_rows, n_objects
 
 
-def query_objects(spec: QuerySpec, pages_dir: str | Path, skyserver_url: str, policy: RetryPolicy,
+def query_objects(spec: QuerySpec, pages_dir: str | Path, skyserver_url: str, policy: net.Policy,
                   sleep: Callable[[float], None] = time.sleep) -> pd.DataFrame:
-    """All objects of ``spec``, paged by objID; pages cached in ``pages_dir`` (resumes, never re-asks).
+    """All objects of ``spec``, paged by objID; answers cached in ``pages_dir`` (resumes, never re-asks).
 
-    A page is complete when it holds fewer rows than asked for or the running total reaches
-    ``spec.max_objects``; the pages already on disk are replayed without a request.
+    First a COUNT of the same query (rows and distinct objIDs), then pages of ``TOP page_size``.
+    A page is kept only after it has been validated completely, including against the count: a page
+    shorter than asked for ends the query, so it must bring the distinct objects seen to exactly the
+    count (otherwise rows were lost: the page was cut at a row boundary), and no page may bring
+    them above it.  Pages are cached under names keyed by their request (``page{k}-<key>.csv``);
+    the count is cached only once every page agreed with it, so a wrong count is asked again.
+    Every error names the page (or the count), the SQL and the cache folder.
     """
     pages_dir = Path(pages_dir)
     pages_dir.mkdir(parents=True, exist_ok=True)
+    url = sql_url(skyserver_url, spec.release)
+    count_sql = build_count_query(spec)
     spec_file = pages_dir / "query.json"
     if not spec_file.exists():
         with atomic_path(spec_file) as tmp:
-            tmp.write_text(json.dumps({"spec": asdict(spec), "first_page_sql": build_query(spec, 0, 1)},
-                                      indent=2, sort_keys=True) + "\n")
-    frames, total, after, k = [], 0, 0, 0
+            tmp.write_text(json.dumps({"spec": asdict(spec), "first_page_sql": build_query(spec, 0, 1),
+                                       "count_sql": count_sql}, indent=2, sort_keys=True) + "\n")
+    query = f"query {spec.digest()} (DR{spec.release}, {pages_dir})"
+
+    count_params = sql_payload(count_sql, spec.release)
+    count_cache = net.cache_file(pages_dir, "GET", url, count_params, prefix="count", suffix=".csv")
+    count_what = f"SkyServer COUNT of {query}"
+    # read from the cache when there, but written to it only at the end (see above)
+    count_body, (n_rows, n_objects) = net.fetch(
+        url, params=count_params, what=count_what, policy=policy, expect="SkyServer CSV",
+        validate=lambda body: parse_count(body.decode("utf-8", "replace"), count_what),
+        cache=count_cache if count_cache.exists() else None, hint=OFFLINE_HINT, note=f"SQL: {count_sql}",
+        sleep=sleep)
+    log.info(f"{query}: COUNT says {n_objects} objects in {n_rows} rows")
+
+    frames, seen, total, after, k = [], set(), 0, 0, 0
     while True:
         limit = spec.max_objects - total if spec.max_objects else spec.page_size
         top = min(spec.page_size, limit)
         if top <= 0:
             break
-        path = page_path(pages_dir, k)
-        if path.exists():
-            df = parse_page(path.read_text(), after, top, source=str(path))
-            log.info(f"page {k}: {len(df)} rows from cache {path}")
-        else:
-            sql = build_query(spec, after, top)
+        sql = build_query(spec, after, top)
+        params = sql_payload(sql, spec.release)
+        what = f"SkyServer page {k} (objID > {after}, TOP {top}) of {query}"
 
-            def attempt(sql=sql, after=after, top=top, k=k):  # bound now (called within this iteration)
-                url, text = _request_page(spec, sql, skyserver_url, policy)
-                return text, parse_page(text, after, top, source=f"page {k} from {url}")
+        def validate(body: bytes, after=after, top=top, what=what) -> pd.DataFrame:
+            df = parse_page(body.decode("utf-8", "replace"), after, top, source=what, classes=spec.classes)
+            n_seen = len(seen.union(df["objID"].tolist()))
+            if n_seen > n_objects:
+                raise net.Invalid(f"{what}: brings the query to {n_seen} distinct objects, more than the "
+                                  f"{n_objects} its COUNT gave")
+            if len(df) < top and n_seen != n_objects:
+                raise net.Invalid(f"{what}: {len(df)} rows for TOP {top} end the query at {n_seen} distinct "
+                                  f"objects, but its COUNT gave {n_objects}: rows are missing (answer cut "
+                                  f"at a row boundary?) or the count is wrong")
+            return df
 
-            text, df = with_retries(attempt, f"SkyServer SQL page {k} (objID > {after}, TOP {top}) at "
-                                    f"{skyserver_url.rstrip('/')} DR{spec.release}", policy, sleep)
-            with atomic_path(path) as tmp:
-                tmp.write_text(text)
-            log.info(f"page {k}: {len(df)} rows fetched, kept in {path}")
+        page_cache = net.cache_file(pages_dir, "GET", url, params, prefix=f"page{k:05d}", suffix=".csv")
+        _, df = net.fetch(url, params=params, what=what, policy=policy, expect="SkyServer CSV",
+                          validate=validate, cache=page_cache, hint=OFFLINE_HINT, note=f"SQL: {sql}", sleep=sleep)
+        log.info(f"page {k}: {len(df)} rows, kept in {page_cache.name}")
         frames.append(df)
+        seen.update(df["objID"].tolist())
         total += len(df)
         k += 1
         if len(df) < top:
             break
         after = int(df["objID"].iloc[-1])
-    return finalize_objects(pd.concat(frames, ignore_index=True) if frames else parse_page(
-        ",".join(COLUMNS), 0, 1), spec)
+    if not count_cache.exists():
+        with atomic_path(count_cache) as tmp:  # every page agreed with it: keep it
+            tmp.write_bytes(count_body)
+    objects = pd.concat(frames, ignore_index=True) if frames else parse_page(",".join(COLUMNS), 0, 1)
+    return finalize_objects(objects, spec)
 
 
 def finalize_objects(df: pd.DataFrame, spec: QuerySpec) -> pd.DataFrame:
-    """One row per objID (first spectrum kept), classes checked, ``is_star`` label added.
+    """One row per objID (first spectrum kept), ``is_star`` label added (classes: checked per page).
 
     ``is_star`` is True for spectroscopic STARs and, when ``include_qso``, for QSOs (point sources).
     """
     df = df.drop_duplicates("objID", keep="first").sort_values("objID", kind="stable").reset_index(drop=True)
-    bad = sorted(set(df["class"]) - set(spec.classes))
-    if bad:
-        raise ValueError(f"SkyServer returned classes {bad} that the query excluded")
     df["is_star"] = df["class"].isin(["STAR", "QSO"]).to_numpy(bool)
     return df
 
@@ -405,11 +403,11 @@ def read_frame(path: str | Path, source: str | None = None) -> cutouts.Band:
 
     source = source or str(path)
     try:
-        raw = bz2.decompress(Path(path).read_bytes())
+        raw = _io.BytesIO(bz2.decompress(Path(path).read_bytes()))
     except (OSError, EOFError, ValueError) as exc:
         raise ValueError(f"{source}: not a complete bzip2 file ({exc})") from exc
     try:
-        with fits.open(_io.BytesIO(raw), memmap=False) as hdul:
+        with fits.open(raw, memmap=False) as hdul:
             hdr, data = hdul[0].header, hdul[0].data
             if data is None or data.ndim != 2:
                 raise ValueError("HDU 0 holds no 2-D image")
@@ -425,37 +423,21 @@ def read_frame(path: str | Path, source: str | None = None) -> cutouts.Band:
     return cutouts.Band(image=data, wcs=wcs, name=str(hdr.get("FILTER", "")).strip())
 
 
-def fetch_frame(url: str, dest: str | Path, policy: RetryPolicy, session=None,
-                sleep: Callable[[float], None] = time.sleep) -> bool:
+def fetch_frame(url: str, dest: str | Path, policy: net.Policy, sleep: Callable[[float], None] = time.sleep) -> bool:
     """Download ``url`` to ``dest`` unless present; True if it was fetched, False if cached.
 
-    The body goes to a temporary file beside ``dest``, is decompressed and opened as a FITS frame,
-    and renamed only then: a truncated or corrupt answer is retried and never left behind.
+    Through :func:`net.download`: resumable, and renamed into place only once it starts like bzip2
+    and decompresses to a readable frame; an unreadable answer is retried.
     """
-    import requests
 
-    dest = Path(dest)
-    if dest.exists():
-        return False
-    session = session or requests.Session()
-
-    def attempt():
+    def validate(part: Path) -> None:
         try:
-            with atomic_path(dest) as tmp:
-                with session.get(url, timeout=policy.timeout_s, stream=True) as resp:
-                    _check_status(resp.status_code, url)
-                    with open(tmp, "wb") as fh:
-                        for chunk in resp.iter_content(1 << 16):
-                            fh.write(chunk)
-                try:
-                    read_frame(tmp, source=f"download of {url}")
-                except ValueError as exc:
-                    raise TransientError(str(exc)) from exc
-        except requests.exceptions.RequestException as exc:
-            raise _transient_request(exc, url) from exc
+            read_frame(part, source=f"download of {url}")
+        except ValueError as exc:
+            raise net.Invalid(str(exc)) from exc
 
-    with_retries(attempt, f"SDSS frame {url}", policy, sleep)
-    return True
+    return net.download(url, dest, what=f"SDSS frame {Path(dest).name}", policy=policy, magic=(b"BZh",),
+                        expect="a bzip2-compressed FITS frame", validate=validate, hint=OFFLINE_HINT, sleep=sleep)
 
 
 def fields_of(objects: pd.DataFrame) -> pd.DataFrame:
@@ -465,23 +447,21 @@ def fields_of(objects: pd.DataFrame) -> pd.DataFrame:
 
 
 def fetch_frames(objects: pd.DataFrame, frames_dir: str | Path, sas_url: str, release: int,
-                 policy: RetryPolicy, sleep: Callable[[float], None] = time.sleep,
+                 policy: net.Policy, sleep: Callable[[float], None] = time.sleep,
                  progress: Callable[[int, int], None] | None = None) -> pd.DataFrame:
     """Every band of every field holding an object, cached under ``frames_dir``; a manifest table.
 
     Manifest columns: run, rerun, camcol, field, band, path (relative to ``frames_dir``), url,
     bytes, sha256, fetched (False when it came from the cache).
     """
-    import requests
-
     frames_dir = Path(frames_dir)
     fields = fields_of(objects)
-    rows, session = [], requests.Session()
+    rows = []
     for i, f in enumerate(fields.itertuples(index=False)):
         for band in BANDS:
             url = frame_url(sas_url, release, f.rerun, f.run, f.camcol, f.field, band)
             dest = frame_path(frames_dir, f.run, f.camcol, f.field, band)
-            fetched = fetch_frame(url, dest, policy, session, sleep)
+            fetched = fetch_frame(url, dest, policy, sleep)
             data = dest.read_bytes()
             rows.append({"run": int(f.run), "rerun": int(f.rerun), "camcol": int(f.camcol),
                          "field": int(f.field), "band": band,
