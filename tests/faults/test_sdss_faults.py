@@ -1,9 +1,11 @@
 """SDSS faults injected through the fake SkyServer/SAS (tests/sdss_fake.py): no row lost silently,
 nothing bad cached, every error naming the page and the query, a rerun succeeding once the fault
-clears."""
+clears; and frames decompressed with a size cap."""
 
 from __future__ import annotations
 
+import bz2
+import tracemalloc
 from pathlib import Path
 
 import pandas as pd
@@ -113,3 +115,41 @@ def test_429_on_a_page_waits_as_asked(fake, tmp_path):
     waits = []
     everything_ok(sdss.query_objects(spec(), tmp_path / "p", fake.url, FAST, sleep=waits.append), fake)
     assert waits == [3.0]
+
+
+# ------------------------------------------------------------------ decompression cap
+def bomb(path: Path, size: int) -> Path:
+    path.write_bytes(bz2.compress(bytes(size), 9))
+    return path
+
+
+def test_frame_decompression_is_capped(tmp_path):
+    path = bomb(tmp_path / "frame-r-000756-3-0101.fits.bz2", 16 * 2**20)  # 16 MiB of zeros in ~60 bytes
+    assert path.stat().st_size < 1000
+    tracemalloc.start()
+    try:
+        with pytest.raises(sdss.FrameTooLarge) as err:
+            sdss.read_frame(path, max_bytes=2**20)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert str(path) in str(err.value) and "more than 1 MiB" in str(err.value)
+    # the cap plus a few 256 KiB steps, not the 16 MiB the bomb expands to
+    assert peak < 3 * 2**20, f"peak {peak / 2**20:.1f} MiB: the whole bomb was decompressed"
+    # the default cap leaves room for real frames (12.5 MB) and stops far below a 200 MB bomb
+    assert 13e6 < sdss.MAX_FRAME_BYTES < 50e6
+
+
+def test_frame_bomb_from_the_server_is_refused_once_and_not_kept(fake, tmp_path):
+    path = "/sas/dr17/eboss/photoObj/frames/301/756/3/frame-u-000756-3-0101.fits.bz2"
+    real = fake.frames[path]
+    fake.frames[path] = bz2.compress(bytes(3 * 2**20), 9)
+    try:
+        dest = sdss.frame_path(tmp_path, 756, 3, 101, "u")
+        with pytest.raises(net.NetError) as err:
+            sdss.fetch_frame(fake.url + path, dest, FAST, max_bytes=2**20)
+    finally:
+        fake.frames[path] = real
+    msg = str(err.value)
+    assert "decompresses to more than 1 MiB" in msg and fake.url + path in msg and "not retried" in msg
+    assert fake.count("frame") == 1 and list(dest.parent.iterdir()) == []

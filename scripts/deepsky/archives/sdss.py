@@ -18,8 +18,8 @@ rerun never asks SDSS twice:
 2. **Frames** (:func:`fetch_frames`): the calibrated ``frame-{band}-{run:06d}-{camcol}-{field:04d}
    .fits.bz2`` of every (run, camcol, field) holding an object, in all five bands, from the SAS
    (astroquery's ``SDSS.IMAGING_URL_SUFFIX`` layout), downloaded by :func:`net.download`
-   (resumable, validated: bzip2 magic, then decompressed and opened as a frame, before the
-   rename).  A file present in the cache is never fetched again.
+   (resumable, validated: bzip2 magic, then decompressed with a size cap and opened as a frame,
+   before the rename).  A file present in the cache is never fetched again.
 3. **Cutouts** (:func:`cut_shard`): 5-band stamps aligned on the sky through each band's own WCS
    (:mod:`deepsky.cutouts`).  SDSS ``frame`` files are calibrated and sky-subtracted, in
    **nanomaggies per pixel** (HDU 0, ``BUNIT = 'nanomaggy'``; 1 nanomaggy = 22.5 AB mag), so the
@@ -396,16 +396,49 @@ def frame_path(frames_dir: str | Path, run: int, camcol: int, fld: int, band: st
     return Path(frames_dir) / str(int(run)) / str(int(camcol)) / str(int(fld)) / frame_name(band, run, camcol, fld)
 
 
-def read_frame(path: str | Path, source: str | None = None) -> cutouts.Band:
-    """HDU 0 of an SDSS frame (nanomaggies/pixel) with its WCS; ValueError if corrupt or not a frame."""
+#: Largest decompressed frame accepted, bytes.  A DR8+ frame is a 2048 x 1489 float32 image
+#: (12.2 MB) plus small calibration, sky and astrometry HDUs: about 12.5 MB in all.  32 MiB is 2.5x
+#: that, so no real frame comes near it, while a decompression bomb stops at 32 MiB of memory.
+MAX_FRAME_BYTES = 32 * 2**20
+
+
+class FrameTooLarge(net.Fatal):
+    """A frame that decompresses to more than the cap: not an SDSS frame (a bomb, or the wrong file)."""
+
+
+def decompress_frame(path: str | Path, max_bytes: int = MAX_FRAME_BYTES, source: str | None = None) -> _io.BytesIO:
+    """The decompressed bytes of a bzip2 file, streamed in 256 KiB steps and stopped at ``max_bytes``.
+
+    Memory stays below ``max_bytes`` plus a few steps whatever the file expands to.  ValueError naming
+    the file if it is not complete bzip2; :class:`FrameTooLarge` if it expands beyond the cap.
+    """
+    source = source or str(path)
+    out = _io.BytesIO()
+    try:
+        with bz2.open(path, "rb") as fh:
+            while chunk := fh.read(1 << 18):
+                if out.tell() + len(chunk) > max_bytes:
+                    raise FrameTooLarge(
+                        f"{source}: decompresses to more than {max_bytes / 2**20:.0f} MiB, the cap for an SDSS "
+                        f"frame (real frames are about 12.5 MB): not a frame (a decompression bomb?); "
+                        f"a file in the frame cache can be deleted, the next run fetches it again")
+                out.write(chunk)
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{source}: not a complete bzip2 file ({exc})") from exc
+    out.seek(0)
+    return out
+
+
+def read_frame(path: str | Path, source: str | None = None, max_bytes: int = MAX_FRAME_BYTES) -> cutouts.Band:
+    """HDU 0 of an SDSS frame (nanomaggies/pixel) with its WCS; ValueError if corrupt or not a frame.
+
+    The bzip2 file is decompressed with a size cap (:func:`decompress_frame`, ``max_bytes``).
+    """
     from astropy.io import fits
     from astropy.wcs import WCS
 
     source = source or str(path)
-    try:
-        raw = _io.BytesIO(bz2.decompress(Path(path).read_bytes()))
-    except (OSError, EOFError, ValueError) as exc:
-        raise ValueError(f"{source}: not a complete bzip2 file ({exc})") from exc
+    raw = decompress_frame(path, max_bytes, source)
     try:
         with fits.open(raw, memmap=False) as hdul:
             hdr, data = hdul[0].header, hdul[0].data
@@ -423,16 +456,20 @@ def read_frame(path: str | Path, source: str | None = None) -> cutouts.Band:
     return cutouts.Band(image=data, wcs=wcs, name=str(hdr.get("FILTER", "")).strip())
 
 
-def fetch_frame(url: str, dest: str | Path, policy: net.Policy, sleep: Callable[[float], None] = time.sleep) -> bool:
+def fetch_frame(url: str, dest: str | Path, policy: net.Policy, sleep: Callable[[float], None] = time.sleep,
+                max_bytes: int = MAX_FRAME_BYTES) -> bool:
     """Download ``url`` to ``dest`` unless present; True if it was fetched, False if cached.
 
     Through :func:`net.download`: resumable, and renamed into place only once it starts like bzip2
-    and decompresses to a readable frame; an unreadable answer is retried.
+    and decompresses (within ``max_bytes``) to a readable frame.  An unreadable answer is retried;
+    an oversized one is not (the same file would expand the same way).
     """
 
     def validate(part: Path) -> None:
         try:
-            read_frame(part, source=f"download of {url}")
+            read_frame(part, source=f"download of {url}", max_bytes=max_bytes)
+        except FrameTooLarge:
+            raise
         except ValueError as exc:
             raise net.Invalid(str(exc)) from exc
 
