@@ -9,9 +9,10 @@ import pytest
 import candels_fixtures as cf
 from candels_fixtures import VOTABLE
 from deepsky import cutouts
-from deepsky.archives import candels
+from deepsky.archives import candels, net
 
 CATALOG = "J/ApJS/203/24"
+FAST = net.Policy(attempts=3, backoff_s=0.01, max_backoff_s=0.05, timeout_s=2.0)
 
 
 def no_partials(folder):
@@ -21,13 +22,22 @@ def no_partials(folder):
 def test_catalogue_query_cache_and_columns(tmp_path, server, field):
     rows, _ = field
     cache = tmp_path / "resources" / "candels" / "J_ApJS_203_24.parquet"
-    raw = candels.fetch_catalogue(CATALOG, server.url, cache, retries=0)
+    raw = candels.fetch_catalogue(CATALOG, server.url, cache, FAST)
     assert server.count(VOTABLE) == 1
+    # the request astroquery builds (its public payload builder), sent as astroquery sends it
+    assert server.requests[0][0] == "POST"
     assert b"-source=J/ApJS/203/24" in server.requests[0][2] and b"-out.max=unlimited" in server.requests[0][2]
     assert len(raw) == len(rows) and cache.exists()
-    again = candels.fetch_catalogue(CATALOG, server.url, cache, retries=0)
+    assert raw["_table"].unique().tolist() == ["J/ApJS/203/24/table"]  # astroquery's table naming
+    again = candels.fetch_catalogue(CATALOG, server.url, cache, FAST)
     assert server.count(VOTABLE) == 1, "second run must read the Parquet cache, not ask VizieR"
     pd.testing.assert_frame_equal(raw, again)
+    # without the Parquet file (a rule rerun removes its output first) the VOTable cache answers
+    cache.unlink()
+    third = candels.fetch_catalogue(CATALOG, server.url, cache, FAST)
+    assert server.count(VOTABLE) == 1
+    pd.testing.assert_frame_equal(raw, third)
+    assert [p.suffix for p in (cache.parent / "vizier").iterdir()] == [".vot"]
 
     cat = candels.normalise_catalogue(raw, band="H", keep_flags=[0])
     want = {g["seq"]: g for g in rows if g["flag"] == 0 and g["band"] == "H"}
@@ -43,44 +53,48 @@ def test_catalogue_query_cache_and_columns(tmp_path, server, field):
         candels.normalise_catalogue(raw.drop(columns=["r"]))
 
 
-def test_vizier_503_retried_then_clear_error(tmp_path, server, field):
+def test_vizier_errors_name_the_url_and_the_offline_target(tmp_path, server, field):
     cache = tmp_path / "cat.parquet"
-    server.faults[VOTABLE] = ["status:503", "status:503"]
-    raw = candels.fetch_catalogue(CATALOG, server.url, cache, retries=3, backoff_s=0.01)
-    assert server.count(VOTABLE) == 3 and len(raw) == 9
-    cache.unlink()
     server.faults[VOTABLE] = ["status:503"] * 5
-    with pytest.raises(candels.NetworkError, match="simulated_hst"):
-        candels.fetch_catalogue(CATALOG, server.url, cache, retries=2, backoff_s=0.01)
-    assert not cache.exists() and no_partials(tmp_path) == []
+    with pytest.raises(net.NetError, match="simulated_hst") as err:
+        candels.fetch_catalogue(CATALOG, server.url, cache, FAST)
+    assert f"{server.url}/viz-bin/votable" in str(err.value) and "HTTP 503" in str(err.value)
+    assert not cache.exists() and no_partials(tmp_path) == [] and not (tmp_path / "vizier").exists()
+    # an answer that is no VOTable is retried, never kept
+    server.faults[VOTABLE] = [None]
+    server.routes["/viz-bin/votable"] = (b"#\n#   VizieR plain text\n", "text/plain")
+    with pytest.raises(net.NetError, match="not a VOTable"):
+        candels.fetch_catalogue(CATALOG, server.url, cache, FAST)
+    assert not cache.exists() and not list((tmp_path / "vizier").glob("*"))
 
 
 def test_no_network_error_suggests_offline_target(tmp_path):
-    with pytest.raises(candels.NetworkError, match="transfer.target: simulated_hst"):
-        candels.fetch_catalogue(CATALOG, "http://127.0.0.1:9", tmp_path / "c.parquet", retries=1, backoff_s=0.01,
-                                timeout=2)
+    with pytest.raises(net.NetError, match="transfer.target: simulated_hst"):
+        candels.fetch_catalogue(CATALOG, "http://127.0.0.1:9", tmp_path / "c.parquet", FAST)
 
 
-def test_download_truncated_and_503_leave_no_partial_file(tmp_path, server, field):
+def test_mosaic_downloaded_once_into_the_cache_and_linked(tmp_path, server, field):
     _, mosaic = field
     url = server.url + "/mosaics/goodsn_f160w.fits"
+    cache_dir = tmp_path / "resources" / "candels" / "cache"
     dest = tmp_path / "resources" / "candels" / "mosaic" / "goodsn_f160w.fits"
-    server.faults["/mosaics/goodsn_f160w.fits"] = ["truncate", "status:503", "truncate", "truncate"]
-    with pytest.raises(candels.NetworkError, match="truncated"):
-        candels.download(url, dest, retries=2, backoff_s=0.01)
-    assert not dest.exists() and no_partials(tmp_path / "resources") == []
-    server.faults["/mosaics/goodsn_f160w.fits"] = ["truncate"]
-    candels.download(url, dest, retries=2, backoff_s=0.01)
-    assert dest.read_bytes() == mosaic.read_bytes() and no_partials(tmp_path / "resources") == []
-    n = server.count("/mosaics/goodsn_f160w.fits")
-    candels.download(url, dest, retries=2, backoff_s=0.01)
-    assert server.count("/mosaics/goodsn_f160w.fits") == n, "present file must not be fetched again"
-    with pytest.raises(candels.NetworkError, match="404"):  # permanent: one request, no retries
-        candels.download(server.url + "/nope.fits", tmp_path / "nope.fits", retries=3, backoff_s=0.01)
+    candels.fetch_mosaic(url, dest, cache_dir, FAST)
+    assert dest.read_bytes() == mosaic.read_bytes() and server.count("/mosaics/goodsn_f160w.fits") == 1
+    assert candels.mosaic_cache_path(url, cache_dir).samefile(dest)  # a hard link, not a copy
+    # a rule rerun removes its output first: the cache answers, no request
+    dest.unlink()
+    candels.fetch_mosaic(url, dest, cache_dir, FAST)
+    assert dest.read_bytes() == mosaic.read_bytes() and server.count("/mosaics/goodsn_f160w.fits") == 1
+    assert no_partials(tmp_path / "resources") == []
+    # a wrong SHA-256 is final: one request, nothing kept
+    with pytest.raises(net.NetError, match="SHA-256.*not retried|not retried.*SHA-256"):
+        candels.fetch_mosaic(url, tmp_path / "x.fits", tmp_path / "cache2", FAST, sha256="0" * 64)
+    assert server.count("/mosaics/goodsn_f160w.fits") == 2
+    assert not (tmp_path / "x.fits").exists() and not list((tmp_path / "cache2").rglob("*.fits*"))
+    # a 404 is not retried
+    with pytest.raises(net.NetError, match="HTTP 404"):
+        candels.fetch_mosaic(server.url + "/nope.fits", tmp_path / "nope.fits", cache_dir, FAST)
     assert server.count("/nope.fits") == 1
-    with pytest.raises(ValueError, match="SHA-256"):
-        candels.download(url, tmp_path / "x.fits", sha256="0" * 64, retries=0)
-    assert not (tmp_path / "x.fits").exists()
 
 
 def test_cutouts_match_direct_render_through_wcs(tmp_path, field):

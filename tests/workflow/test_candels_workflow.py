@@ -33,3 +33,10 @@ def test_workflow_live_target_from_local_server(tmp_path, server, field):
     again = snakerun.run(work, *args, configfiles=(cfgfile,), cores=1, timeout=300)
     assert "Nothing to be done" in snakerun.output(again)
     assert server.count(VOTABLE) == 1 and server.count("/mosaics/goodsn_f160w.fits") == 1
+    # the network rules run again (as after a code change: Snakemake removes their outputs first):
+    # the answers come from the caches under resources/candels/, not one request
+    forced = snakerun.run(work, *args, "--forcerun", "candels_catalogue", "candels_mosaic",
+                          configfiles=(cfgfile,), cores=1, timeout=300)
+    assert "candels_mosaic" in snakerun.output(forced)
+    assert server.count(VOTABLE) == 1 and server.count("/mosaics/goodsn_f160w.fits") == 1
+    assert (work / "resources/candels/mosaic/goodsn_f160w.fits").read_bytes() == field[1].read_bytes()

@@ -1,7 +1,9 @@
 # Live CANDELS target (transfer.target: candels): van der Wel+12 GALFIT sizes from VizieR and
 # stamps cut from an F160W mosaic, written in the same shard format as the simulations.
-# Network rules run on the submitting host (compute nodes often lack internet), are retried and
-# rate-limited (--resources vizier_requests=1), and cache what they fetch under resources/candels/.
+# Network rules run on the submitting host (compute nodes often lack internet), are retried (per
+# request by deepsky.archives.net, settings candels.http read by the scripts; once more as a whole
+# here) and rate-limited (--resources vizier_requests=1), and cache what they fetch under
+# resources/candels/ apart from their outputs, so a rerun after a code change asks nothing again.
 
 
 # results/sims/candels/shard*.npz would also match rule simulate's {dataset} pattern.
@@ -25,8 +27,7 @@ rule candels_catalogue:
     params:
         catalog=config["candels"]["catalog"],
         server=config["candels"]["server"],
-        retries=4,
-        backoff_s=5.0,
+        vizier_cache="resources/candels/vizier",
     script:
         "../../scripts/candels_catalogue.py"
 
@@ -48,8 +49,7 @@ rule candels_mosaic:
     params:
         url=lambda wc: candels_mosaic_url(wc.name),
         sha256=config["candels"]["mosaic_sha256"],
-        retries=4,
-        backoff_s=10.0,
+        cache_dir="resources/candels/cache",
     script:
         "../../scripts/candels_mosaic.py"
 

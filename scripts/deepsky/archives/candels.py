@@ -1,13 +1,18 @@
 """Live CANDELS target: van der Wel et al. (2012) GALFIT sizes + F160W mosaic cutouts.
 
 * Catalogue: VizieR J/ApJS/203/24 (GALFIT single-Sersic fits to CANDELS WFC3/IR, all fields and
-  filters), fetched once with astroquery's VizieR interface and cached as Parquet under
-  ``resources/candels/``.  The reference size is GALFIT's effective radius ``r``, which is the
-  **semi-major axis** of the half-light ellipse (GALFIT's R_e convention; van der Wel et al. 2012
-  sect. 3), in arcsec.  The simulations label the *circularised* radius sqrt(a*b), so
-  ``r_e_arcsec = r * sqrt(q)`` and the catalogue value is kept as ``r_e_major_arcsec``.
+  filters): astroquery's VizieR interface builds the request (``get_catalogs_async(...,
+  get_query_payload=True)``, public), :mod:`deepsky.archives.net` sends it (retries, validation,
+  the VOTable answer cached by request under ``resources/candels/vizier/``), astropy parses it
+  the way astroquery does; the rows are kept as Parquet under ``resources/candels/``.  The reference
+  size is GALFIT's effective radius ``r``, which is the **semi-major axis** of the half-light
+  ellipse (GALFIT's R_e convention; van der Wel et al. 2012 sect. 3), in arcsec.  The simulations
+  label the *circularised* radius sqrt(a*b), so ``r_e_arcsec = r * sqrt(q)`` and the catalogue
+  value is kept as ``r_e_major_arcsec``.
 * Mosaic: a CANDELS F160W drizzled mosaic (0.06"/px), given in config as a local path or a URL,
-  downloaded once with bounded retries and back-off to a temporary name renamed on success.
+  downloaded once by :func:`net.download` (resumable, checked to be FITS, optional SHA-256) into a
+  cache keyed by the URL and linked to the rule's output, so a rerun after a code change does not
+  download it again.
 * Cutouts: stamps at catalogue positions through the mosaic's WCS with ``cutouts.cut`` (windowed:
   the mosaic is memory-mapped, never copied), written in the ``deepsky.io`` shard format.
 
@@ -16,13 +21,10 @@ No Snakemake import here; network errors name the URL and suggest the offline ta
 
 from __future__ import annotations
 
-import hashlib
+import io as _io
 import os
 import re
-import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,8 +32,9 @@ import numpy as np
 import pandas as pd
 
 from .. import cutouts, io
+from . import net
 
-OFFLINE_HINT = "without network access, use the offline target: set `transfer.target: simulated_hst`"
+OFFLINE_HINT = "Without network access, use the offline target: set `transfer.target: simulated_hst`"
 
 #: catalogue columns we need -> VizieR column names tried in order (case-insensitive); config
 #: ``candels.columns`` puts its own names first.
@@ -52,100 +55,71 @@ COLUMN_ALIASES: dict[str, list[str]] = {
 REQUIRED = ("ra", "dec", "flag", "r_e", "sersic_n", "q")
 
 
-class NetworkError(RuntimeError):
-    """A remote service failed after every retry (message names the URL and the offline option)."""
-
-
-# --------------------------------------------------------------------------- retries
-def with_retries(fn: Callable[[], object], what: str, retries: int = 4, backoff_s: float = 2.0,
-                 retry_on: tuple[type[BaseException], ...] = (OSError,),
-                 is_permanent: Callable[[BaseException], bool] = lambda e: False,
-                 log: Callable[[str], None] = print, sleep: Callable[[float], None] = time.sleep):
-    """Call ``fn`` up to ``retries + 1`` times, waiting backoff_s * 2**k between tries.
-
-    Exceptions in ``retry_on`` are retried unless ``is_permanent`` says otherwise (e.g. HTTP 404);
-    the last one is re-raised as ``NetworkError`` naming ``what`` and the offline option.
-    """
-    last: BaseException | None = None
-    for attempt in range(retries + 1):
-        try:
-            return fn()
-        except retry_on as exc:
-            last = exc
-            if is_permanent(exc):
-                break
-            if attempt < retries:
-                wait = backoff_s * 2**attempt
-                log(f"{what}: attempt {attempt + 1} failed ({exc}); retrying in {wait:.1f} s")
-                sleep(wait)
-    raise NetworkError(f"{what} failed after {attempt + 1} attempt(s): {last}; {OFFLINE_HINT}") from last
-
-
-def _http_status(exc: BaseException) -> int | None:
-    resp = getattr(exc, "response", None)
-    if resp is not None and getattr(resp, "status_code", None) is not None:
-        return int(resp.status_code)
-    if isinstance(exc, urllib.error.HTTPError):
-        return int(exc.code)
-    return None
-
-
-def _permanent_http(exc: BaseException) -> bool:
-    """4xx answers other than 408/429 will not change on retry."""
-    code = _http_status(exc)
-    return code is not None and 400 <= code < 500 and code not in (408, 429)
-
-
 # --------------------------------------------------------------------------- catalogue
 def catalogue_slug(catalog: str) -> str:
     """File-name-safe form of a VizieR catalogue name: 'J/ApJS/203/24' -> 'J_ApJS_203_24'."""
     return re.sub(r"[^A-Za-z0-9]+", "_", catalog).strip("_")
 
 
-def _vizier(server: str, timeout: float):
-    """astroquery VizierClass (all columns, no row limit) on ``server``.
+def vizier_url(server: str) -> str:
+    """VizieR's VOTable endpoint: ``server`` is a mirror host (https, as astroquery uses it) or a base
+    URL with scheme (``http://127.0.0.1:8000`` in the tests)."""
+    base = server.rstrip("/") if "://" in server else f"https://{server.strip('/')}"
+    return base + "/viz-bin/votable"
 
-    ``server`` is a VizieR mirror host ('vizier.cds.unistra.fr', queried over https as astroquery
-    does) or a full base URL with scheme ('http://127.0.0.1:8000', used by the tests).
-    """
+
+def vizier_payload(catalog: str) -> str:
+    """The POST body astroquery sends for every column (``**``) of every row of ``catalog``."""
     from astroquery.vizier import VizierClass
 
-    class _Vizier(VizierClass):
-        def _server_to_url(self, return_type="votable"):
-            if "://" in self.VIZIER_SERVER:
-                return self.VIZIER_SERVER.rstrip("/") + "/viz-bin/" + return_type
-            return super()._server_to_url(return_type=return_type)
-
-    return _Vizier(columns=["**"], row_limit=-1, vizier_server=server, timeout=timeout)
+    return VizierClass(columns=["**"], row_limit=-1).get_catalogs_async(catalog, get_query_payload=True)
 
 
-def query_catalogue(catalog: str, server: str, timeout: float = 120.0, retries: int = 4,
-                    backoff_s: float = 2.0, log: Callable[[str], None] = print) -> pd.DataFrame:
+def parse_votable(body: bytes, source: str) -> dict:
+    """Tables of a VizieR VOTable answer by name, as astroquery's parser names and stacks them.
+
+    :class:`net.Invalid` if the answer is not a readable VOTable.
+    """
+    import warnings
+
+    from astropy.io import votable
+    from astropy.table import vstack
+
+    if not body.lstrip().startswith((b"<?xml", b"<VOTABLE")):
+        raise net.Invalid(f"{source}: not a VOTable: starts with {body[:80]!r}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = votable.parse(_io.BytesIO(body), verify="ignore")
+            tables: dict = {}
+            for t in tree.iter_tables():
+                if len(t.array) > 0:
+                    name = tree.get_table_by_id(t.ref).name if t.ref is not None else t.name
+                    tables.setdefault(name, []).append(t.to_table(use_names_over_ids=True))
+    except Exception as exc:  # astropy raises many kinds for a broken document
+        raise net.Invalid(f"{source}: unreadable VOTable ({type(exc).__name__}: {exc})") from exc
+    return {name: (ts[0] if len(ts) == 1 else vstack(ts)) for name, ts in tables.items()}
+
+
+def query_catalogue(catalog: str, server: str, policy: net.Policy, cache_dir: str | os.PathLike | None = None,
+                    log: Callable[[str], None] = print) -> pd.DataFrame:
     """Every row of every table of a VizieR catalogue as one DataFrame (column ``_table`` names the table).
 
-    astroquery's own response cache is bypassed: the Parquet file written by ``fetch_catalogue``
-    is the one cache, so what is on disk is exactly what was used.
+    The VOTable answer is kept in ``cache_dir`` under a name keyed by the request: asking again
+    (e.g. after the Parquet output was removed by a code change) reads it instead of VizieR.
     """
-    import requests
-    from astroquery import cache_conf
-
-    viz = _vizier(server, timeout)
-
-    def once():
-        with cache_conf.set_temp("cache_active", False):
-            result = viz.get_catalogs(catalog)
-        if result is None or isinstance(result, (str, bytes)):
-            raise ValueError(f"VizieR at {server} did not answer with a VOTable for {catalog!r}")
-        return result
-
-    tables = with_retries(once, f"VizieR query of {catalog} at {server}", retries, backoff_s,
-                          retry_on=(requests.exceptions.RequestException, OSError),
-                          is_permanent=_permanent_http, log=log)
+    url, payload = vizier_url(server), vizier_payload(catalog)
+    what = f"VizieR query of {catalog}"
+    cache = None
+    if cache_dir is not None:
+        cache = net.cache_file(cache_dir, "POST", url, data=payload, prefix=catalogue_slug(catalog), suffix=".vot")
+    _, tables = net.fetch(url, method="POST", data=payload, what=what, policy=policy, expect="a VOTable",
+                          validate=lambda body: parse_votable(body, f"{what} at {url}"), cache=cache,
+                          hint=OFFLINE_HINT)
     if len(tables) == 0:
-        raise ValueError(f"VizieR at {server} returned no table for catalogue {catalog!r} (is the name right?)")
+        raise ValueError(f"VizieR at {url} returned no table for catalogue {catalog!r} (is the name right?)")
     frames = []
-    for name in tables.keys():
-        t = tables[name]
+    for name, t in tables.items():
         df = t.to_pandas() if len(t) else pd.DataFrame({c: [] for c in t.colnames})
         for c in df.columns:  # masked integers come back as nullable; bytes as str
             if df[c].dtype == object:
@@ -153,18 +127,20 @@ def query_catalogue(catalog: str, server: str, timeout: float = 120.0, retries: 
         df.insert(0, "_table", name)
         frames.append(df)
     out = pd.concat(frames, ignore_index=True)
-    log(f"VizieR {catalog}: {len(out)} rows in {len(frames)} table(s) {list(tables.keys())}")
+    log(f"VizieR {catalog}: {len(out)} rows in {len(frames)} table(s) {list(tables)}")
     return out
 
 
-def fetch_catalogue(catalog: str, server: str, cache: str | os.PathLike, log: Callable[[str], None] = print,
-                    **kwargs) -> pd.DataFrame:
-    """The raw catalogue from the Parquet cache, querying VizieR (and writing the cache) only if absent."""
+def fetch_catalogue(catalog: str, server: str, cache: str | os.PathLike, policy: net.Policy | None = None,
+                    cache_dir: str | os.PathLike | None = None, log: Callable[[str], None] = print) -> pd.DataFrame:
+    """The raw catalogue from the Parquet ``cache``, else from VizieR (answer kept in ``cache_dir``,
+    default ``<cache folder>/vizier``) and written to ``cache``."""
     cache = Path(cache)
     if cache.exists():
         log(f"catalogue {catalog}: using cache {cache}")
         return pd.read_parquet(cache)
-    raw = query_catalogue(catalog, server, log=log, **kwargs)
+    cache_dir = cache.parent / "vizier" if cache_dir is None else cache_dir
+    raw = query_catalogue(catalog, server, policy or net.Policy(), cache_dir, log=log)
     io.write_parquet(cache, raw)
     return raw
 
@@ -251,36 +227,42 @@ def mosaic_name(source: str) -> str:
     return name
 
 
-def download(url: str, dest: str | os.PathLike, retries: int = 4, backoff_s: float = 2.0, timeout: float = 300.0,
-             sha256: str | None = None, log: Callable[[str], None] = print, chunk: int = 1 << 22) -> Path:
-    """Download ``url`` to ``dest`` once: streamed to a temporary name, renamed only when complete.
+#: leading bytes of the mosaic files we accept: FITS, or FITS compressed by gzip / bzip2
+MOSAIC_MAGIC = (b"SIMPLE  =", b"\x1f\x8b", b"BZh")
 
-    A short read (fewer bytes than Content-Length), a 5xx/429 answer or a network error is retried
-    with exponential back-off; a 4xx answer or a SHA-256 mismatch is not.  Never leaves a partial file.
+
+def mosaic_cache_path(url: str, cache_dir: str | os.PathLike) -> Path:
+    """Where a mosaic URL is kept: ``cache_dir/<request key>/<file name>`` (keyed by the URL)."""
+    return net.cache_file(cache_dir, "GET", url) / mosaic_name(url)
+
+
+def fetch_mosaic(url: str, dest: str | os.PathLike, cache_dir: str | os.PathLike, policy: net.Policy | None = None,
+                 sha256: str | None = None, log: Callable[[str], None] = print) -> Path:
+    """The mosaic at ``url`` as ``dest``: downloaded once into ``cache_dir``, then hard-linked (or copied).
+
+    The download (:func:`net.download`) is resumable, must start like FITS (plain, gzip or bzip2)
+    and, when given, match ``sha256``; the cached copy is kept apart from ``dest`` so that a rerun
+    of the rule (which removes its output first) links it again instead of downloading gigabytes.
     """
-    dest = Path(dest)
-    if dest.exists():
-        log(f"{dest} already present: not downloading {url}")
-        return dest
+    dest, cached = Path(dest), mosaic_cache_path(url, cache_dir)
+    fetched = net.download(url, cached, what=f"mosaic {mosaic_name(url)}", policy=policy or net.Policy(),
+                           magic=MOSAIC_MAGIC, expect="a FITS mosaic", sha256=sha256, hint=OFFLINE_HINT)
+    if not fetched:
+        if sha256 and io.file_digest(cached) != sha256.lower():
+            raise ValueError(f"{cached}: SHA-256 differs from candels.mosaic_sha256 {sha256}; delete it to "
+                             f"download {url} again")
+        log(f"{url}: in the cache {cached}, not downloaded again")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(cached, dest)
+    except OSError:  # another file system, or links not allowed: copy (atomically)
+        import shutil
 
-    def once():
         with io.atomic_path(dest) as tmp:
-            h, got = hashlib.sha256(), 0
-            with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as fh:
-                expected = resp.headers.get("Content-Length")
-                while block := resp.read(chunk):
-                    fh.write(block)
-                    h.update(block)
-                    got += len(block)
-            if expected is not None and got != int(expected):
-                raise ConnectionError(f"truncated download: {got} of {expected} bytes")
-            if sha256 and h.hexdigest() != sha256.lower():
-                raise ValueError(f"{url}: SHA-256 {h.hexdigest()} differs from candels.mosaic_sha256 {sha256}")
-        log(f"downloaded {url} -> {dest} ({got / 1e6:.1f} MB, sha256 {h.hexdigest()[:16]}...)")
-        return dest
-
-    return with_retries(once, f"download of {url}", retries, backoff_s, retry_on=(OSError,),
-                        is_permanent=_permanent_http, log=log)
+            shutil.copyfile(cached, tmp)
+    os.utime(dest)  # newer than the rule's inputs, or Snakemake would think it stale
+    return dest
 
 
 def open_mosaic(path: str | os.PathLike, hdu: int | str | None = None) -> cutouts.Band:
