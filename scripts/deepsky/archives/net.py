@@ -414,7 +414,8 @@ def download(url: str, dest: str | os.PathLike, *, what: str, policy: Policy, ma
         headers = {}
         if have:
             headers["Range"] = f"bytes={have}-"
-            validator = info.get("etag") or info.get("last_modified")
+            etag = info.get("etag") or ""
+            validator = etag if etag and not etag.startswith("W/") else info.get("last_modified")  # strong only
             if validator:
                 headers["If-Range"] = validator
         with http.get(url, headers=headers, stream=True, timeout=policy.timeout_s) as resp:
