@@ -9,6 +9,7 @@ Every dataset, simulated or retrieved, is stored as shards of two files:
 Writers here are byte-deterministic: NPZ members carry a fixed timestamp (``numpy.savez`` would stamp
 the current time) and every file is written to a temporary name in the destination folder and
 renamed only once complete, so an interrupted job never leaves a half file that looks valid.
+Temporary files are created with the user's umask (mode 0666 minus umask), like any other file.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import hashlib
 import io
 import json
 import os
-import tempfile
+import re
+import secrets
+import socket
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -30,18 +33,36 @@ import pandas as pd
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
+def _host() -> str:
+    """This machine's short name, as it appears in temporary file names (no dots)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
+
+
+def _new_temp(path: Path) -> Path:
+    """Create an empty temporary file beside ``path``, honouring the umask (unlike mkstemp's 0600)."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}.part")
+        try:
+            os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(f"could not create a temporary file beside {path}")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
     The temporary file lives in the same folder (same file system), so the final ``os.replace`` is
     atomic: readers see either the old complete file or the new complete file, never a partial one.
+    It is created with mode 0666 minus the umask, so results are as readable as any file the user
+    makes (a group-shared project folder stays shared). Its name carries the host and process id,
+    so a leftover from a killed writer can be told from one being written.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_temp(path)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
