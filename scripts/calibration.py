@@ -7,14 +7,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deepsky import runlog  # noqa: E402
 
 log = runlog.redirect(snakemake.log[0])  # before TensorFlow is imported: its chatter goes there too
-import pandas as pd  # noqa: E402
 
 from deepsky import io  # noqa: E402
 from deepsky.learn import inference, uncertainty  # noqa: E402
 from deepsky.reports import studyplots  # noqa: E402
 
 inp, edges = snakemake.input, snakemake.params.snr_edges
-pred = pd.read_parquet(inp.predictions)
+pred = io.read_parquet(inp.predictions)
 if "sigma_ln" not in pred:
     raise ValueError(f"{inp.predictions} has no sigma_ln column: the variant needs head: gaussian")
 # the validation split: never used to fit the weights (only to stop early), never the test split

@@ -6,7 +6,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deepsky import runlog  # noqa: E402
 
 log = runlog.redirect(snakemake.log[0])  # before TensorFlow is imported: its chatter goes there too
-import pandas as pd  # noqa: E402
 
 from deepsky import io  # noqa: E402
 from deepsky.learn import inference  # noqa: E402
@@ -28,5 +27,5 @@ io.write_json(out.timing, {"inference_seconds": seconds, "stamps_per_s": len(cat
 log.info(f"{meta['model']}: {task.summary(report)} on {len(cat)} test stamps")
 
 name = f"{meta['task']} / {meta['model']}"
-task.figures(table, images, report, pd.read_parquet(snakemake.input.history), out, name, snakemake.params.seed,
+task.figures(table, images, report, io.read_parquet(snakemake.input.history), out, name, snakemake.params.seed,
              snakemake.params)

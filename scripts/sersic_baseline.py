@@ -7,7 +7,6 @@ from deepsky import runlog  # noqa: E402
 
 log = runlog.redirect(snakemake.log[0])
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from deepsky import io  # noqa: E402
 from deepsky.learn import data  # noqa: E402
@@ -15,7 +14,7 @@ from deepsky.reports import baselines  # noqa: E402
 
 p = snakemake.params
 images, cat = io.read_shards(snakemake.input.npz, snakemake.input.parquet)
-cat = data.split_frame(cat, pd.read_parquet(snakemake.input.split))
+cat = data.split_frame(cat, io.read_parquet(snakemake.input.split))
 test = np.flatnonzero((cat["split"] == "test").to_numpy())
 rng = np.random.default_rng(np.random.SeedSequence([p.seed, 0x5E25]))
 pick = np.sort(rng.choice(test, size=min(int(p.n), test.size), replace=False))

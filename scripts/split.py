@@ -11,7 +11,7 @@ import pandas as pd  # noqa: E402
 from deepsky import io  # noqa: E402
 from deepsky.learn import data  # noqa: E402
 
-cat = pd.concat([pd.read_parquet(p, columns=["id"]) for p in snakemake.input.parquet], ignore_index=True)
+cat = pd.concat([io.read_parquet(p, columns=["id"]) for p in snakemake.input.parquet], ignore_index=True)
 labels = data.split_labels(len(cat), snakemake.params.fractions, snakemake.params.seed)
 table = pd.DataFrame({"id": cat["id"], "split": pd.Series(labels, dtype="string")})
 io.write_parquet(snakemake.output[0], table)

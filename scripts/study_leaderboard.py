@@ -8,7 +8,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deepsky import runlog  # noqa: E402
 
 log = runlog.redirect(snakemake.log[0])
-import pandas as pd  # noqa: E402
 
 from deepsky import io  # noqa: E402
 from deepsky.reports import study, studyplots  # noqa: E402
@@ -20,14 +19,14 @@ def load(path):
     return json.loads(Path(path).read_text())
 
 
-speed = pd.read_parquet(inp.speed)
+speed = io.read_parquet(inp.speed)
 entries = [{**e, "metrics": load(m), "train_timing": load(t)}
            for e, m, t in zip(p.entries, inp.metrics, inp.train_timing, strict=True)]
 table = study.leaderboard(entries, speed)
 io.write_parquet(out.parquet, table)
 
-fits = pd.read_parquet(inp.fits)
-preds = {name: pd.read_parquet(path) for name, path in zip(p.compared, inp.compared, strict=True)}
+fits = io.read_parquet(inp.fits)
+preds = {name: io.read_parquet(path) for name, path in zip(p.compared, inp.compared, strict=True)}
 comp = study.comparison(load(inp.baseline), fits, preds, speed, p.compare)
 io.write_json(out.comparison, comp)
 calib = {name: load(path) for name, path in zip(p.calibration_names, inp.calibration, strict=True)}

@@ -16,7 +16,7 @@ from deepsky import io  # noqa: E402
 from deepsky.learn import data, modelfile  # noqa: E402
 
 images, cat = io.read_shards(snakemake.input.npz, snakemake.input.parquet)
-cat = data.split_frame(cat, pd.read_parquet(snakemake.input.split))
+cat = data.split_frame(cat, io.read_parquet(snakemake.input.split))
 test = np.flatnonzero((cat["split"] == "test").to_numpy())[: int(p.stamps)]
 images, cat = images[test], cat.iloc[test].reset_index(drop=True)
 log.info(f"timing {len(snakemake.input.models)} models on {len(test)} test stamps ({threads}, "

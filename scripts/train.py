@@ -6,7 +6,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from deepsky import runlog  # noqa: E402
 
 log = runlog.redirect(snakemake.log[0])  # before TensorFlow is imported: its chatter goes there too
-import pandas as pd  # noqa: E402
 
 from deepsky import io  # noqa: E402
 from deepsky.learn import modelfile, tasks, train  # noqa: E402
@@ -15,7 +14,7 @@ p = snakemake.params
 images, cat = io.read_shards(snakemake.input.npz, snakemake.input.parquet)
 spec = tasks.preprocess_spec(p.task_cfg, p.recipe, images.shape[1])
 model, meta, history, timing = train.train_task(
-    snakemake.wildcards.task, images, cat, pd.read_parquet(snakemake.input.split), spec,
+    snakemake.wildcards.task, images, cat, io.read_parquet(snakemake.input.split), spec,
     p.model_name, p.model_opts, p.train_cfg, p.seed, p.scratch, log=log.info,
 )
 modelfile.save_model(model, snakemake.output.model, meta)

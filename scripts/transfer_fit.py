@@ -7,7 +7,6 @@ from deepsky import runlog  # noqa: E402
 
 log = runlog.redirect(snakemake.log[0])  # before TensorFlow is imported: its chatter goes there too
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
 from deepsky import io  # noqa: E402
 from deepsky.learn import data, modelfile, train, transfer  # noqa: E402
@@ -18,7 +17,7 @@ if (strategy == "zeroshot") != (budget == 0):
     raise ValueError(f"transfer: strategy {strategy!r} with budget {budget}: zeroshot takes budget 0 (n0), "
                      "the trained strategies a budget > 0")
 images, cat = io.read_shards(snakemake.input.npz, snakemake.input.parquet)
-split = pd.read_parquet(snakemake.input.split)
+split = io.read_parquet(snakemake.input.split)
 cat = data.split_frame(cat, split).merge(split[["id", "pool_rank"]], on="id", validate="one_to_one")
 train_idx = val_idx = np.array([], dtype=int)
 if budget:

@@ -12,7 +12,7 @@ from deepsky import io  # noqa: E402
 from deepsky.learn import transfer  # noqa: E402
 
 p = snakemake.params
-ids = pd.concat([pd.read_parquet(f, columns=["id"]) for f in snakemake.input.parquet], ignore_index=True)["id"]
+ids = pd.concat([io.read_parquet(f, columns=["id"]) for f in snakemake.input.parquet], ignore_index=True)["id"]
 table = transfer.target_split(ids, p.test_size, seed=p.seed)
 io.write_parquet(snakemake.output[0], table)
 log.info(table["split"].value_counts().to_string())

@@ -39,7 +39,23 @@ def redirect(log_path: str | None) -> logging.Logger:
         logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    sys.excepthook = _one_line_hook(logger, sys.excepthook)
     return logger
+
+
+def _one_line_hook(logger: logging.Logger, default):
+    """An excepthook that reports errors marked ``one_line`` (e.g. deepsky.io.CorruptFileError: the
+    message names the file and how to rebuild it) as one line, and anything else as usual."""
+
+    def hook(exc_type, exc, tb):
+        if getattr(exc, "one_line", False):
+            logger.error(str(exc))
+            for handler in logger.handlers:
+                handler.flush()
+            os._exit(1)  # the line is all the user needs; skip interpreter teardown noise
+        default(exc_type, exc, tb)
+
+    return hook
 
 
 class Progress:

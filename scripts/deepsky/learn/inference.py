@@ -39,7 +39,7 @@ def predict_split(npz_paths, parquet_paths, split_path, model_path, which: str =
     catalogue with the predictions and a ``true`` column (the task's label) beside them.
     """
     images, cat = io.read_shards(npz_paths, parquet_paths)
-    cat = data.split_frame(cat, pd.read_parquet(split_path))
+    cat = data.split_frame(cat, io.read_parquet(split_path))
     sel = (cat["split"] == which).to_numpy()
     images, cat = images[sel], cat[sel].reset_index(drop=True)
     model, meta = modelfile.load_model(model_path)
