@@ -40,8 +40,9 @@ def fit(scratch, kill_after=None):
 
 
 def last_epoch(scratch):
-    m = keras.models.load_model(Path(scratch) / "last.keras")
-    return m, json.loads((Path(scratch) / "state.json").read_text())
+    ckpt = train.latest_checkpoint(scratch)
+    m = keras.models.load_model(ckpt / "last.keras")
+    return m, json.loads((ckpt / "state.json").read_text())
 
 
 tmp = Path(tempfile.mkdtemp())
@@ -52,7 +53,7 @@ try:
     raise SystemExit("the simulated kill did not happen")
 except Killed:
     pass
-killed_state = json.loads((tmp / "b" / "state.json").read_text())
+killed_state = json.loads((train.latest_checkpoint(tmp / "b") / "state.json").read_text())
 m2, h2 = fit(tmp / "b")
 resumed, state_b = last_epoch(tmp / "b")
 report = {

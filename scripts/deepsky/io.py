@@ -35,6 +35,7 @@ import os
 import re
 import secrets
 import socket
+import time
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -67,10 +68,22 @@ def _host() -> str:
     return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
 
 
+#: temporary names made by :func:`atomic_path`: ``.<name>.<host>.<pid>.<8 hex>.part``, possibly with
+#: a suffix a library insists on (``.part.keras``); group 1 is the host, group 2 the writer's pid
+PART_NAME = re.compile(r"^\..+\.([A-Za-z0-9-]+)\.(\d+)\.[0-9a-f]{8}\.part(\.[A-Za-z0-9.]+)?$")
+#: temporary names of earlier versions (``tempfile.mkstemp``: no host or pid)
+LEGACY_PART_NAME = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.part(\.[A-Za-z0-9.]+)?$")
+
+
+def temp_name(name: str) -> str:
+    """A temporary name for ``name`` in the same folder: hidden, with this host and pid (:data:`PART_NAME`)."""
+    return f".{name}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}.part"
+
+
 def _new_temp(path: Path) -> Path:
     """Create an empty temporary file beside ``path``, honouring the umask (unlike mkstemp's 0600)."""
     for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{_host()}.{os.getpid()}.{secrets.token_hex(4)}.part")
+        tmp = path.with_name(temp_name(path.name))
         try:
             os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
         except FileExistsError:
@@ -86,8 +99,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     The temporary file lives in the same folder (same file system), so the final ``os.replace`` is
     atomic: readers see either the old complete file or the new complete file, never a partial one.
     It is created with mode 0666 minus the umask, so results are as readable as any file the user
-    makes (a group-shared project folder stays shared). Its name carries the host and process id,
-    so a leftover from a killed writer can be told from one being written.
+    makes (a group-shared project folder stays shared). Its name carries the host and process id
+    (see :func:`clean_partials`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -98,6 +111,73 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def clean_partials(root: str | os.PathLike, started: float) -> list[Path]:
+    """Remove temporary files and folders that killed writers left under ``root``; return them.
+
+    A temporary name (:data:`PART_NAME`) from this host is removed when its writer's process is gone;
+    one from another host (a cluster node) or of the old unnamed kind when it was last modified
+    before ``started`` (the start of the snakemake run that calls this: its own jobs have finished).
+    """
+    root = Path(root)
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    host = _host()
+    for dirpath, dirnames, filenames in os.walk(root, topdown=False):
+        for name in filenames + dirnames:
+            p = Path(dirpath) / name
+            m = PART_NAME.match(name)
+            if m:
+                stale = (not _pid_alive(int(m.group(2)))) if m.group(1) == host else _mtime(p) < started
+            elif LEGACY_PART_NAME.match(name):
+                stale = _mtime(p) < started
+            else:
+                continue
+            if stale:
+                _remove(p)
+                removed.append(p)
+    return removed
+
+
+def remove_empty_dirs(root: str | os.PathLike) -> list[Path]:
+    """Remove ``root`` and every folder under it that holds no file (deepest first); return them."""
+    root = Path(root)
+    removed: list[Path] = []
+    if not root.is_dir():
+        return removed
+    for dirpath, _, _ in os.walk(root, topdown=False):
+        with contextlib.suppress(OSError):  # not empty (or filled meanwhile): keep it
+            os.rmdir(dirpath)
+            removed.append(Path(dirpath))
+    return removed
+
+
+def _mtime(p: Path) -> float:
+    try:
+        return p.lstat().st_mtime
+    except FileNotFoundError:
+        return time.time()
+
+
+def _remove(p: Path) -> None:
+    import shutil
+
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p, ignore_errors=True)
+    else:
+        p.unlink(missing_ok=True)
 
 
 #: the NPZ digest trailer (zip archive comment) and its pattern

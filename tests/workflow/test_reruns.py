@@ -68,9 +68,10 @@ def test_kill_during_training_resumes_from_checkpoint(tmp_path, tmp_path_factory
     scratch = tmp_path / "results/.scratch/train/size/cnn"
     model = tmp_path / "results/size/models/cnn.keras"
     proc = snakerun.start(tmp_path, "manifest")
-    snakerun.wait_for(lambda: (scratch / "state.json").exists(), proc, "the first epoch checkpoint")
+    # committed checkpoints are folders epoch-NNNNN/ (deepsky.learn.train.ResumableTraining)
+    snakerun.wait_for(lambda: any(scratch.glob("epoch-*/state.json")), proc, "the first epoch checkpoint")
     snakerun.freeze_group(proc)
-    state = json.loads((scratch / "state.json").read_text())
+    state = json.loads(max(scratch.glob("epoch-*/state.json")).read_text())
     finished = model.exists()
     snakerun.kill_group(proc)
     assert not finished and state["epoch"] < 5, "training had finished before the kill"

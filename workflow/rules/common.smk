@@ -2,6 +2,7 @@
 import ast
 import functools
 import sys
+import time
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -15,6 +16,7 @@ SCRIPTS = REPO / "scripts"
 # the study's variant resolution and the simulation registry are plain library code (no keras),
 # shared with the rule scripts
 sys.path.insert(0, str(SCRIPTS))
+from deepsky import io as deepsky_io
 from deepsky.reports import study as deepsky_study
 from deepsky.sims import registry as deepsky_sims
 
@@ -410,3 +412,19 @@ def study_compared_models():
         f"study/variant~{name}/fraction~{study_top_fraction(name)}"
         for name in config["study"]["variants"]
     ]
+
+
+# ---------------------------------------------------------------- after a successful run
+#: when this snakemake started (its own jobs have all finished when onsuccess runs)
+RUN_STARTED = time.time()
+
+
+def clean_after_success():
+    """The Snakefile's onsuccess handler: remove what killed jobs left behind, i.e. temporary files
+    of interrupted writes (hidden *.part, see deepsky.io.clean_partials: one whose writer may still
+    run is kept) under results/ and resources/, and empty checkpoint folders under results/.scratch/.
+    """
+    for root in ("results", "resources"):
+        for p in deepsky_io.clean_partials(root, RUN_STARTED):
+            print(f"removed the leftover of an interrupted write: {p}", file=sys.stderr)
+    deepsky_io.remove_empty_dirs("results/.scratch")

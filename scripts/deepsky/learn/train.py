@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable
@@ -112,12 +113,40 @@ class StampBatches(keras.utils.PyDataset):
 
 
 # --------------------------------------------------------------------------- checkpointing
+#: a committed checkpoint folder: ``epoch-NNNNN`` (the number of finished epochs)
+CHECKPOINT = re.compile(r"^epoch-(\d{5})$")
+CHECKPOINT_FILES = ("last.keras", "best.weights.h5")
+
+
+def latest_checkpoint(scratch: str | os.PathLike) -> Path | None:
+    """The newest committed checkpoint folder under ``scratch`` (``epoch-NNNNN``), or None."""
+    scratch = Path(scratch)
+    if not scratch.is_dir():
+        return None
+    found = sorted((int(m.group(1)), p) for p in scratch.iterdir() if (m := CHECKPOINT.match(p.name)) and p.is_dir())
+    return found[-1][1] if found else None
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file or folder to disk (so a committed checkpoint survives a power cut too)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class ResumableTraining(keras.callbacks.Callback):
     """Per-epoch checkpoint + early stopping whose state survives a kill.
 
-    Scratch layout: ``last.keras`` (model + optimizer), ``best.weights.h5``, ``state.json``
-    (epoch, history, best validation loss, epochs without improvement, digest, elapsed seconds).
-    Each file is written to a temporary name and renamed.
+    Scratch layout: one committed folder ``epoch-NNNNN/`` holding ``last.keras`` (model + optimizer),
+    ``best.weights.h5`` and ``state.json`` (epoch, history, best validation loss, epochs without
+    improvement, configuration digest, elapsed seconds, random-generator states and the SHA-256 of
+    the two other files). A checkpoint is written into a temporary folder beside it and renamed to
+    ``epoch-NNNNN`` when complete; that rename is the commit, so the three files always come from
+    the same epoch, whenever the job is killed (a model of epoch k beside the state of epoch k-1
+    would train epoch k twice). Older folders are removed after the rename. A checkpoint that fails
+    its digests or is for another configuration is discarded and training starts over.
     """
 
     def __init__(self, scratch: Path, digest: str, patience: int, feed: StampBatches,
@@ -129,18 +158,41 @@ class ResumableTraining(keras.callbacks.Callback):
 
     # -- resume
     def load(self) -> keras.Model | None:
-        state_file = self.scratch / "state.json"
-        if not state_file.exists():
+        ckpt = latest_checkpoint(self.scratch)
+        if ckpt is None:
+            if (self.scratch / "state.json").exists():
+                self.log(f"checkpoint in {self.scratch} has an older layout; starting over")
+            self._discard()
             return None
-        state = json.loads(state_file.read_text())
-        if state.get("digest") != self.digest or not (self.scratch / "last.keras").exists():
-            self.log(f"checkpoint in {self.scratch} is for another configuration; starting over")
-            return None
+        try:
+            state = json.loads((ckpt / "state.json").read_text())
+        except (OSError, ValueError) as exc:
+            return self._start_over(f"checkpoint {ckpt} is unreadable ({exc})")
+        if state.get("digest") != self.digest:
+            return self._start_over(f"checkpoint in {self.scratch} is for another configuration")
+        files = state.get("files", {})
+        if set(files) != set(CHECKPOINT_FILES) or any(
+                not (ckpt / n).is_file() or io.file_digest(ckpt / n) != files[n] for n in CHECKPOINT_FILES):
+            return self._start_over(f"checkpoint {ckpt} is damaged (its files do not match state.json)")
         self.state = state
         self.log(f"resuming from the checkpoint after epoch {state['epoch'] + 1}")
-        model = keras.models.load_model(self.scratch / "last.keras")
+        model = keras.models.load_model(ckpt / "last.keras", safe_mode=True)
         restore_rng_state(model, state.get("rng", []))
         return model
+
+    def _start_over(self, why: str) -> None:
+        self.log(f"{why}; starting over")
+        self._discard()
+        return None
+
+    def _discard(self) -> None:
+        """Remove every checkpoint (committed or partial) of this scratch folder."""
+        if self.scratch.is_dir():
+            for p in self.scratch.iterdir():
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+    def best_weights(self) -> Path:
+        return latest_checkpoint(self.scratch) / "best.weights.h5"
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
@@ -153,17 +205,14 @@ class ResumableTraining(keras.callbacks.Callback):
                "seconds": self.state["seconds"]}
         self.state["history"].append(row)
         val = logs.get("val_loss", logs.get("loss"))
-        if self.state["best"] is None or val < self.state["best"]:
+        improved = self.state["best"] is None or val < self.state["best"]
+        if improved:
             self.state["best"], self.state["wait"] = val, 0
-            with io.atomic_path(self.scratch / "best.weights.h5") as tmp:
-                self.model.save_weights(_h5(tmp))
-                os.replace(_h5(tmp), tmp)
         else:
             self.state["wait"] += 1
         self.state["epoch"] = epoch
         self.state["rng"] = rng_state(self.model)
-        modelfile.write_keras(self.model, self.scratch / "last.keras")
-        io.write_json(self.scratch / "state.json", self.state)
+        self._commit(epoch, improved)
         self.log(
             f"epoch {epoch + 1}: " + " ".join(f"{k}={v:.4g}" for k, v in logs.items())
             + f" ({self.state['seconds']:.0f} s so far)"
@@ -171,6 +220,31 @@ class ResumableTraining(keras.callbacks.Callback):
         if self.state["wait"] >= self.patience:
             self.log(f"early stop: no validation improvement for {self.patience} epochs")
             self.model.stop_training = True
+
+    def _commit(self, epoch: int, improved: bool) -> None:
+        """Write the checkpoint of ``epoch`` into a temporary folder, then rename it into place."""
+        previous = latest_checkpoint(self.scratch)
+        name = f"epoch-{epoch + 1:05d}"
+        part = self.scratch / io.temp_name(name)
+        part.mkdir(parents=True)
+        modelfile.write_keras(self.model, part / "last.keras")
+        best = part / "best.weights.h5"
+        if improved or previous is None:
+            self.model.save_weights(best)
+        else:  # unchanged best weights: share the previous checkpoint's file (copy where links fail)
+            try:
+                os.link(previous / "best.weights.h5", best)
+            except OSError:
+                shutil.copy2(previous / "best.weights.h5", best)
+        self.state["files"] = {n: io.file_digest(part / n) for n in CHECKPOINT_FILES}
+        io.write_json(part / "state.json", self.state)
+        for p in (*[part / n for n in (*CHECKPOINT_FILES, "state.json")], part):
+            _fsync(p)
+        os.rename(part, self.scratch / name)  # the commit
+        _fsync(self.scratch)
+        for p in self.scratch.iterdir():  # earlier checkpoints and leftovers of killed commits
+            if p.name != name:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
 
 
 def _rng_variables(model: keras.Model) -> list:
@@ -198,10 +272,6 @@ def restore_rng_state(model: keras.Model, saved: list[dict]) -> None:
                          f"({[s['path'] for s in saved]} vs {[v.path for v in variables]})")
     for v, s in zip(variables, saved):
         v.assign(np.asarray(s["value"], dtype=v.dtype))
-
-
-def _h5(p: Path) -> Path:
-    return p.with_name(p.name + ".weights.h5")
 
 
 # --------------------------------------------------------------------------- fitting
@@ -237,7 +307,7 @@ def fit_model(model: keras.Model, x_train, y_train, x_val, y_val, train_cfg: dic
     if start < epochs and not done:
         model.fit(feed, validation_data=(x_val, y_val), epochs=epochs, initial_epoch=start,
                   callbacks=[ckpt], verbose=0, shuffle=False)
-    model.load_weights(scratch / "best.weights.h5")
+    model.load_weights(ckpt.best_weights())
     history = pd.DataFrame(ckpt.state["history"])
     # state.json stores rows with sorted keys: fix one column order so resumed == uninterrupted
     history = history[["epoch"] + sorted(c for c in history.columns if c != "epoch")] if len(history) else history
