@@ -15,7 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMON = ROOT / "workflow" / "rules" / "common.smk"
-HELPERS = ("_module_file", "_imported_names", "_closure", "script_lib", "module_lib")
+HELPERS = ("_module_file", "_imported_names", "_closure", "_as_input", "script_lib", "module_lib")
 
 
 def load_helpers(scripts: Path) -> dict:
@@ -34,7 +34,7 @@ def helpers():
 
 
 def rel(files) -> set[str]:
-    return {str(Path(f).relative_to(ROOT / "scripts" / "deepsky")) for f in files}
+    return {str(Path(f).resolve().relative_to(ROOT / "scripts" / "deepsky")) for f in files}
 
 
 def test_train_closure_follows_imports_recursively_and_stays_out_of_reports(helpers):
@@ -47,10 +47,15 @@ def test_train_closure_follows_imports_recursively_and_stays_out_of_reports(help
     assert not any(f.startswith(("reports/", "sims/", "archives/")) for f in files), files
 
 
-def test_closures_are_sorted_absolute_paths_that_exist(helpers):
+def test_closures_are_sorted_paths_that_exist(helpers, monkeypatch, tmp_path):
+    # relative to the working directory when the checkout lies under it (a moved checkout keeps its
+    # results), absolute from a working directory elsewhere
+    monkeypatch.chdir(tmp_path)
+    assert all(Path(f).is_absolute() and Path(f).is_file() for f in helpers["script_lib"]("evaluate"))
+    monkeypatch.chdir(ROOT)
     files = helpers["script_lib"]("evaluate")
     assert files == sorted(files)
-    assert all(Path(f).is_absolute() and Path(f).is_file() for f in files)
+    assert all(f.startswith("scripts/deepsky/") and Path(f).is_file() for f in files)
     assert {"reports/evaluation.py", "reports/plots.py", "reports/task_reports.py", "learn/inference.py"} <= rel(files)
     assert "learn/train.py" not in rel(files)  # evaluation reads a saved model; it never trains
 

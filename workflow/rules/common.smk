@@ -66,17 +66,28 @@ def _closure(path):
     return tuple(sorted(found))
 
 
+def _as_input(path):
+    """A library file as a rule input: relative to the working directory when it lies under it (the
+    usual layout, results/ inside the checkout), so a moved or copied checkout keeps its finished
+    results (Snakemake reruns a job whose set of input paths changed); absolute otherwise.
+    """
+    try:
+        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
 def script_lib(script):
     """Library modules the rule script scripts/<script>.py imports (directly or through other
     modules): declared as inputs, so editing any of them reruns exactly the rules that use it.
     """
-    return [str(f) for f in _closure(SCRIPTS / f"{script}.py")]
+    return [_as_input(f) for f in _closure(SCRIPTS / f"{script}.py")]
 
 
 def module_lib(dotted):
     """A library module and everything it imports (``dotted``: its name, e.g. deepsky.sims.sersic)."""
     f = _module_file(dotted)
-    return [str(f)] + [str(g) for g in _closure(f)]
+    return [_as_input(f)] + [_as_input(g) for g in _closure(f)]
 
 
 def recipe_lib(dataset):
