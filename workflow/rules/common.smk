@@ -5,20 +5,38 @@ import sys
 import time
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
-
-# Fill defaults and stop on any bad value before a single job runs.
-validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 REPO = Path(workflow.basedir).parent
 SCRIPTS = REPO / "scripts"
 
-# the study's variant resolution and the simulation registry are plain library code (no keras),
-# shared with the rule scripts
+# the config checks, the study's variant resolution and the simulation registry are plain library
+# code (no keras), shared with the rule scripts
 sys.path.insert(0, str(SCRIPTS))
+from deepsky import configcheck as deepsky_configcheck
 from deepsky import io as deepsky_io
 from deepsky.reports import study as deepsky_study
 from deepsky.sims import registry as deepsky_sims
+
+# Stop on any bad value before a single job runs, naming the key and the value: duplicate keys in
+# the config files (YAML keeps the last one silently), then the schema (types, bounds, the keys of
+# each PSF profile; defaults filled in), then what a schema cannot express (deepsky.configcheck:
+# ranges, strict integers, task/data fit, physical bounds, the plan-size guard).
+try:
+    deepsky_configcheck.check_files(workflow.configfiles)
+except deepsky_configcheck.ConfigError as e:
+    raise WorkflowError(str(e)) from None
+validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+try:
+    PLAN = deepsky_configcheck.check(
+        config, Path(workflow.basedir) / "schemas" / "config.schema.yaml"
+    )
+except deepsky_configcheck.ConfigError as e:
+    raise WorkflowError(str(e)) from None
+# the estimate is printed once per snakemake call (`snakemake -n` shows it), not again in each job
+if not (workflow.subprocess_exec or workflow.remote_exec):
+    print(deepsky_configcheck.describe_plan(PLAN), file=sys.stderr)
 
 
 # ---------------------------------------------------------------- code inputs derived from imports
