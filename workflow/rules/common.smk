@@ -85,8 +85,8 @@ def _closure(path):
 
 
 def _as_input(path):
-    """A library file as a rule input: relative to the working directory when it lies under it (the
-    usual layout, results/ inside the checkout), so a moved or copied checkout keeps its finished
+    """A library file as an input of a rule, relative to the working directory when it lies under it
+    (the usual layout, results/ inside the checkout), so a moved or copied checkout keeps its finished
     results (Snakemake reruns a job whose set of input paths changed); absolute otherwise.
     """
     try:
