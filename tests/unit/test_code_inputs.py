@@ -15,7 +15,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 COMMON = ROOT / "workflow" / "rules" / "common.smk"
-HELPERS = ("_module_file", "_imported_names", "_closure", "_as_input", "script_lib", "module_lib")
+HELPERS = ("_module_file", "_imported_names", "_closure", "_as_input", "_as_input_from", "script_lib",
+           "module_lib")
 
 
 def load_helpers(scripts: Path) -> dict:

@@ -89,10 +89,16 @@ def _as_input(path):
     (the usual layout, results/ inside the checkout), so a moved or copied checkout keeps its finished
     results (Snakemake reruns a job whose set of input paths changed); absolute otherwise.
     """
+    return _as_input_from(str(path), str(Path.cwd()))
+
+
+@functools.lru_cache(maxsize=None)
+def _as_input_from(path, cwd):
+    # cached: input functions ask for the same files once per job (1000 shards: 1000 times)
     try:
-        return Path(path).resolve().relative_to(Path.cwd().resolve()).as_posix()
+        return Path(path).resolve().relative_to(Path(cwd).resolve()).as_posix()
     except ValueError:
-        return str(path)
+        return path
 
 
 def script_lib(script):
