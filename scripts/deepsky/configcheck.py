@@ -14,8 +14,9 @@ is checked here; ``workflow/rules/common.smk`` calls :func:`check_files` before 
   a clip range's median must lie inside it;
 * **task and data fit together**: the task's label is a column of its dataset's catalogue (a size
   model needs ``r_e_arcsec``, a star/galaxy model ``is_star``), ``preprocess.psf_column`` is one of its
-  columns, ``ref_band`` is one of its bands, the fovea layout gets stamps divisible by 4, and the
-  transfer target's stamps match the size model's;
+  columns, ``ref_band`` is one of its bands, the fovea layout gets stamps divisible by 4;
+  :func:`transfer_problems` (called when a transfer job is asked for, still before any job runs)
+  checks that the transfer target's stamps match the size model's and that it has enough of them;
 * **physical bounds**: the largest galaxy (half-light radius) and the PSF fit in the stamp (a pixel
   scale of 1e-6 arcsec asked GalSim for ~1e10 photons per galaxy and hung the job);
 * **plan size**: :func:`plan` estimates the stamps, disk and CPU hours of every simulation recipe; a
@@ -253,11 +254,14 @@ def task_problems(config: dict) -> list[str]:
         if pre.get("norm") == "ref" and bands is not None and pre.get("ref_band", 0) >= bands:
             out.append(f"{task}.preprocess.ref_band: {pre.get('ref_band')!r} but {where} has {bands} band(s) "
                        f"(indices 0..{bands - 1})")
-    out += _transfer_problems(config)
     return out
 
 
-def _transfer_problems(config: dict) -> list[str]:
+def transfer_problems(config: dict) -> list[str]:
+    """The offline transfer target against the size model: same stamp and pixel scale, enough stamps
+    for the test set and the largest budget. Not part of :func:`problems`: the workflow asks only when
+    a transfer job is planned (a size-only config merged over the default one keeps the default
+    transfer target, which need not match it)."""
     t = config.get("transfer")
     if not t or t.get("target") != "simulated_hst":
         return []

@@ -83,6 +83,18 @@ def test_semantic_problem_names_key_and_value(mutate, expected):
     assert any(expected in p for p in found), found
 
 
+def test_transfer_target_must_match_the_size_model():
+    cfg = filled(yaml.safe_load((snakerun.CONFIGS / "transfer_tiny.yaml").read_text()))
+    assert configcheck.transfer_problems(cfg) == []
+    cfg["sims"]["hst_target"]["stamp"] = 48
+    cfg["transfer"]["budgets"] = [20, 60]
+    assert configcheck.transfer_problems(cfg) == [
+        "sims.hst_target.stamp: 48 differs from the size model's 32 (transfer.base_model is applied to the "
+        "target's stamps as they are)",
+        "transfer.test_size + the largest budget: 100 but sims.hst_target simulates 80 stamps"]
+    assert configcheck.problems(cfg, SCHEMA) == []  # a run without transfer jobs is not stopped
+
+
 def test_every_problem_is_reported_at_once():
     def mutate(cfg):
         cfg["seed"] = 7.0
@@ -200,6 +212,20 @@ def test_bad_config_stops_before_any_job(wf, tmp_path, edit, says):
     out = snakerun.output(proc)
     assert proc.returncode != 0 and says in out, out[-3000:]
     assert "Job stats" not in out and not (wf / "results").exists()
+
+
+@pytest.mark.workflow
+def test_transfer_mismatch_stops_a_transfer_dry_run_only(wf, tmp_path):
+    text = (snakerun.CONFIGS / "transfer_tiny.yaml").read_text()
+    bad = text.replace("    per_shard: 80\n    stamp: 32", "    per_shard: 80\n    stamp: 48")
+    assert bad != text
+    path = tmp_path / "t.yaml"
+    path.write_text(bad)
+    proc = snakerun.run(wf, "-n", "transfer", configfiles=(path,), check=False)
+    out = snakerun.output(proc)
+    assert proc.returncode != 0 and "sims.hst_target.stamp: 48 differs from the size model's 32" in out, out[-3000:]
+    assert "Job stats" not in out
+    assert snakerun.run(wf, "-n", configfiles=(path,), check=False).returncode == 0  # no transfer asked for
 
 
 @pytest.mark.workflow

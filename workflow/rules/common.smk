@@ -335,6 +335,11 @@ def transfer_target_files(ext):
                 f"transfer.dataset: no simulation recipe named "
                 f"{config['transfer']['dataset']!r} under sims: (known: {sorted(config['sims'])})"
             )
+        # the target's geometry and size against the base model's (checked here, where a transfer
+        # job is asked for, so a size-only config merged over the default one is not stopped)
+        problems = deepsky_configcheck.transfer_problems(config)
+        if problems:
+            raise ValueError(str(deepsky_configcheck.ConfigError(problems)))
         return TRANSFER_TARGETS[target](ext)
 
     return files
