@@ -1,4 +1,5 @@
 """Rule predict: `deepsky predict` on the files named under predict.<name> in config."""
+import os
 import sys
 from pathlib import Path
 
@@ -9,6 +10,12 @@ log = runlog.redirect(snakemake.log[0])
 from deepsky import predict  # noqa: E402
 
 job = snakemake.params.job
+# the date is left out of the provenance (byte-identical results, as the manifest expects) unless
+# SOURCE_DATE_EPOCH fixes it
 predict.run(job["model"], snakemake.output[0], images=job.get("images"), catalogue=job.get("catalogue"),
             stamps=job.get("stamps"), stamps_pixel_scale=job.get("stamps_pixel_scale"), ra_col=job.get("ra_col"),
-            dec_col=job.get("dec_col"), resample=job.get("resample", True), log=log.info)
+            dec_col=job.get("dec_col"), resample=job.get("resample", True), hdu=job.get("hdu"),
+            blank=job.get("blank"), log=log.info, catalogue_format=job.get("catalogue_format"),
+            psf=job.get("psf"), psf_index_col=job.get("psf_index_col"), psf_fwhm=job.get("psf_fwhm"),
+            psf_fwhm_col=job.get("psf_fwhm_col"), date="now" if os.environ.get("SOURCE_DATE_EPOCH") else None,
+            backend_log=log.info)

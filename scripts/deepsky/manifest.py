@@ -160,9 +160,13 @@ def run(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("manifest", help="content digests of every result file; compare two runs",
-                              description=__doc__.split("\n\n")[0])
+                              description=__doc__.split("\n\n")[0],
+                              formatter_class=argparse.RawDescriptionHelpFormatter,
+                              epilog="examples:\n  deepsky manifest results -o results/manifest.tsv\n"
+                                     "  deepsky manifest --compare runA/results/manifest.tsv runB/results/manifest.tsv")
     p.add_argument("root", nargs="?", default="results", help="results folder (default: results)")
-    p.add_argument("-o", "--output", help="write the manifest here (TSV) instead of stdout")
+    p.add_argument("-o", "--out", "--output", dest="output", metavar="TSV",
+                   help="write the manifest here (TSV) instead of stdout")
     p.add_argument("--compare", nargs=2, metavar=("A", "B"),
                    help="compare two manifest TSVs; exit 1 and list the paths that differ")
     p.set_defaults(func=run)

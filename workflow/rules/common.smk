@@ -305,6 +305,8 @@ def predict_inputs(wc):
         files["images"] = job["images"]
     if job.get("catalogue"):
         files["catalogue"] = job["catalogue"]
+    if job.get("psf"):
+        files["psf"] = job["psf"]
     return files
 
 

@@ -48,11 +48,25 @@ def predict_split(npz_paths, parquet_paths, split_path, model_path, which: str =
     return images, cat, meta, pred, table
 
 
-def predict_task(model, meta: dict, images: np.ndarray, cat: pd.DataFrame | None = None) -> pd.DataFrame:
+def predict_task(model, meta: dict, images: np.ndarray, cat: pd.DataFrame | None = None,
+                 psfs: np.ndarray | None = None) -> pd.DataFrame:
     """Predictions in physical units for raw images, using the preprocessing saved with the model
-    (``cat`` supplies per-stamp observing conditions when that preprocessing needs them)."""
+    (``cat`` supplies per-stamp observing conditions when that preprocessing needs them; ``psfs``
+    (N, S, S) the PSF images on the stamps' grid, unit sum, centred at (S-1)/2, for models whose
+    ``preprocess.psf_input`` is ``"image"``)."""
     task = tasks.get_task(meta["task"])
-    x = data.preprocess(images, meta["preprocess"], psf_fwhm=psf_fwhm(cat, meta["preprocess"]))
+    spec = meta["preprocess"]
+    kw = {}
+    if spec.get("psf_input") == "image":
+        if psfs is None:
+            raise ValueError("this model takes the PSF as an input image (preprocess.psf_input: image) and none was "
+                             "given: deepsky predict takes it with --psf FILE, --psf-fwhm ARCSEC or --psf-fwhm-col COL")
+        psfs = np.asarray(psfs, dtype=np.float32)
+        if psfs.shape != (len(images), spec["stamp"], spec["stamp"]):
+            raise ValueError(f"psfs must be (N, {spec['stamp']}, {spec['stamp']}) for {len(images)} stamps, "
+                             f"got {psfs.shape}")
+        kw["psfs"] = psfs
+    x = data.preprocess(images, spec, psf_fwhm=psf_fwhm(cat, spec), **kw)
     predict(model, x[:512])  # warm-up: graph tracing is not inference time (stamps/s is steady state)
     t0 = time.perf_counter()
     out = predict(model, x)
