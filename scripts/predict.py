@@ -18,4 +18,4 @@ predict.run(job["model"], snakemake.output[0], images=job.get("images"), catalog
             blank=job.get("blank"), log=log.info, catalogue_format=job.get("catalogue_format"),
             psf=job.get("psf"), psf_index_col=job.get("psf_index_col"), psf_fwhm=job.get("psf_fwhm"),
             psf_fwhm_col=job.get("psf_fwhm_col"), date="now" if os.environ.get("SOURCE_DATE_EPOCH") else None,
-            backend_log=log.info)
+            backend_log=log.info, keep_table=False)

@@ -12,7 +12,7 @@ training cutouts use) on the model's grid, resampled by exact area weighting whe
 pixel scale differs (flux and noise conserved; refused with ``--no-resample`` or beyond
 ``--max-scale-ratio``).  PSF-aware models (``preprocess.psf_input: image``) work in pixels: stamps
 are cut at the native scale and given with the PSF drawn on the same grid (``psf``), with
-adaptive binning for large objects (``run.predict_binned``).
+adaptive binning for large objects (``pipeline.predict_binned``).
 
 Rows whose stamp leaves the image, holds NaN/blank pixels, holds no signal, or has no PSF get a
 ``flag`` (bits, ``stamps.FLAG_NAMES``) and NaN predictions: never a silent wrong number.  Output:
@@ -20,7 +20,7 @@ the input rows, ``flag``/``flag_names`` and the task's predictions in physical u
 Parquet/FITS/ECSV file or a partitioned Parquet dataset, with provenance (``outputs``).
 
 Modules: ``inputs`` (checked readers), ``stamps`` (stamp sources, flags), ``psf`` (PSF stamps),
-``run`` (chunked loop, progress, binning), ``outputs`` (formats, provenance, datasets),
+``pipeline`` (the run: chunked loop, progress, binning), ``outputs`` (formats, provenance, datasets),
 ``tiles`` (sky tiles for the workflow's scatter), ``cli`` (options and examples).
 """
 
@@ -30,7 +30,7 @@ from ..errors import UserError
 from .cli import add_parser
 from .inputs import DEC_NAMES, RA_NAMES, find_column, open_fits_image, open_stamp_cube, read_catalogue, read_fits_band
 from .outputs import FORMATS, read_manifest
-from .run import DEFAULT_CHUNK, Progress, run
+from .pipeline import DEFAULT_CHUNK, Progress, run
 from .stamps import FLAG_NAMES, NO_PSF, NO_SIGNAL, SCALE_RTOL, CubeSource, ImageSource, check_pixel_scale, model_spec
 
 

@@ -1,10 +1,10 @@
-"""``deepsky predict``: its options and examples (the work is done by ``run.run``)."""
+"""``deepsky predict``: its options and examples (the work is done by ``pipeline.run``)."""
 
 from __future__ import annotations
 
 import argparse
 
-from . import outputs, run
+from . import outputs, pipeline
 
 DESCRIPTION = """\
 Apply a trained deepsky model to your own data: FITS images (one per band, with a celestial WCS)
@@ -78,8 +78,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help="output format (default: from the extension of --out)")
     g.add_argument("--partitioned", action="store_true",
                    help="write a folder of Parquet parts, one per chunk (resumable), plus _manifest.json")
-    g.add_argument("--chunk-size", type=int, default=run.DEFAULT_CHUNK, metavar="N",
-                   help=f"rows predicted at a time, and rows per part (default {run.DEFAULT_CHUNK})")
+    g.add_argument("--chunk-size", type=int, default=pipeline.DEFAULT_CHUNK, metavar="N",
+                   help=f"rows predicted at a time, and rows per part (default {pipeline.DEFAULT_CHUNK})")
     g.add_argument("--no-date", dest="date", action="store_const", const=None, default="now",
                    help="leave the date out of the provenance (else now, or SOURCE_DATE_EPOCH when set)")
     p.set_defaults(func=main)
@@ -88,10 +88,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def main(args: argparse.Namespace) -> int:
     debug = getattr(args, "debug", False)
-    run.run(args.model, args.out, args.images, args.catalogue, args.stamps, args.stamps_pixel_scale, args.ra_col,
+    pipeline.run(args.model, args.out, args.images, args.catalogue, args.stamps, args.stamps_pixel_scale, args.ra_col,
             args.dec_col, args.resample, args.max_scale_ratio, args.hdu, args.blank,
             catalogue_format=args.catalogue_format, fmt=args.fmt, partitioned=args.partitioned,
             chunk_size=args.chunk_size, date=args.date, psf=args.psf, psf_hdu=args.psf_hdu,
             psf_index_col=args.psf_index_col, psf_fwhm=args.psf_fwhm, psf_fwhm_col=args.psf_fwhm_col,
-            max_binning=args.max_binning, backend_log=run._log if debug else None)
+            max_binning=args.max_binning, backend_log=pipeline._log if debug else None, keep_table=False)
     return 0

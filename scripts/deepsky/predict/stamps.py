@@ -272,7 +272,7 @@ class CubeSource:
         bad = ~finite.all(axis=(1, 2, 3))
         if bad.any():
             x = np.where(finite, x, 0.0)
+            flags |= np.where(bad, cutouts.BAD_PIXELS, 0).astype(np.int32)
         if self.rescale:
             x = cutouts.resample_stamps(x, float(self.native_scale), self.model_scale, self.size)
-        x, flags = finish(x, flags)
-        return x, flags | np.where(bad, cutouts.BAD_PIXELS, 0).astype(np.int32)
+        return finish(x, flags)

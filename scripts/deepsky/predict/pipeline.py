@@ -213,12 +213,13 @@ def run(model_path, out, images=None, catalogue=None, stamps=None, stamps_pixel_
         chunk_size: int = DEFAULT_CHUNK, date: str | None = "now", psf=None, psf_hdu: int | None = None,
         psf_index_col: str | None = None, psf_fwhm: float | None = None, psf_fwhm_col: str | None = None,
         max_binning: int = 8, progress_every: float = PROGRESS_EVERY, backend_log: Callable[[str], None] | None = None,
-        predictor=None):
+        predictor=None, keep_table: bool = True):
     """Everything ``deepsky predict`` does (see the ``deepsky.predict`` package notes).
 
-    Returns the table written (a single output file), or the dataset's manifest (``partitioned``).
-    ``backend_log`` receives what TensorFlow prints while the model loads (None: dropped);
-    ``predictor`` replaces the Keras model (tests).
+    Returns the table written (a single output file, with ``keep_table``: it is then held in
+    memory, a few numbers per row), a summary dict (``keep_table=False``), or the dataset's manifest
+    (``partitioned``).  ``backend_log`` receives what TensorFlow prints while the model loads (None:
+    dropped); ``predictor`` replaces the Keras model (tests).
     """
     _check_options(images, catalogue, stamps, chunk_size, psf, psf_fwhm, psf_fwhm_col, psf_index_col, max_binning)
     fmt = outputs.resolve_format(out, fmt, partitioned)
@@ -275,7 +276,7 @@ def run(model_path, out, images=None, catalogue=None, stamps=None, stamps_pixel_
         else:
             writer = outputs.FileWriter(out, fmt, info, base=cat)
         result = _loop(predictor, source, provider, cat, columns, spec, writer, nchunks, chunk_size, max_binning,
-                       Progress(source.n, log, progress_every), keep=not partitioned)
+                       Progress(source.n, log, progress_every), keep=keep_table and not partitioned)
     finally:
         for f in opened:
             f.close()
@@ -286,10 +287,10 @@ def run(model_path, out, images=None, catalogue=None, stamps=None, stamps_pixel_
         log(f"{m['rows']} rows in {nchunks} part(s) -> {out} ({meta.get('task')} in {meta.get('unit')}); "
             f"{m['flagged']} flagged with NaN predictions")
         return outputs.read_manifest(out)
-    table = result[0]
-    log(f"{len(table)} rows -> {out} ({meta.get('task')} in {meta.get('unit')}); "
-        f"{int((table['flag'] != 0).sum())} flagged with NaN predictions {stampmod.describe_flags(table['flag'])}")
-    return table
+    flags = result[1]
+    log(f"{source.n} rows -> {out} ({meta.get('task')} in {meta.get('unit')}); "
+        f"{int((flags != 0).sum())} flagged with NaN predictions {stampmod.describe_flags(flags)}")
+    return result[0] if keep_table else summary
 
 
 def _loop(predictor, source, provider, cat, columns, spec, writer, nchunks, chunk_size, max_binning, progress, keep):
