@@ -141,9 +141,9 @@ def predict_binned(predictor, source, provider, lo: int, hi: int, rows: pd.DataF
                    spec: dict, max_binning: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Adaptive binning for PSF-aware models (DESIGN-size): predict at native scale, then again on
     stamps block-summed by b = 2, 3, ... for objects whose R_e (binned pixels) exceeds
-    ``preprocess.re_switch_px``, while the binned PSF FWHM stays >= ``preprocess.psf_fwhm_min_px``
-    and the wider stamp fits.  Pixel columns (``*_px*``) are returned in native pixels; returns the
-    predictions, flags and binning of each row."""
+    ``preprocess.re_switch_px``, while the PSF FWHM in binned pixels (``psf.PsfProvider.fwhm_px``)
+    stays >= ``preprocess.psf_fwhm_min_px`` and the wider stamp fits.  Pixel columns (``*_px*``) are
+    returned in native pixels; returns the predictions, flags and binning of each row."""
     re_col = spec.get("re_column", "r_e_px")
     switch = float(spec.get("re_switch_px", 10.0))
     fwhm_min = float(spec.get("psf_fwhm_min_px", 1.3))
@@ -160,7 +160,7 @@ def predict_binned(predictor, source, provider, lo: int, hi: int, rows: pd.DataF
         if todo.size == 0:
             break
         sub = rows.iloc[todo]
-        fw = provider.fwhm_px(sub, source.native_scale, s, b)
+        fw = provider.fwhm_px(sub, source.native_scale, b)
         todo = todo[fw >= fwhm_min]
         if todo.size == 0:
             break

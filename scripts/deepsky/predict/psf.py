@@ -71,11 +71,13 @@ def draw_moffat_psf(fwhm_arcsec: float, native_scale: float, size: int, binning:
     return normalise(block_sum(drawn, binning))
 
 
-def measured_fwhm_px(stamp: np.ndarray) -> float:
-    """FWHM of a PSF stamp in its own pixels (GalSim's radial-profile estimate about the true centre)."""
+def image_fwhm(image: np.ndarray, psf_scale: float) -> float:
+    """FWHM of a PSF image (in the units of ``psf_scale``), measured by GalSim on its interpolated
+    profile drawn finely (a binned stamp of a few pixels is too coarse to measure it on)."""
     import galsim
 
-    return float(galsim.Image(np.asarray(stamp, dtype=np.float64), scale=1.0).calculateFWHM())
+    img = galsim.Image(np.ascontiguousarray(image, dtype=np.float64), scale=psf_scale)
+    return float(galsim.InterpolatedImage(img, normalization="flux", flux=1.0).calculateFWHM())
 
 
 def centroid_offset(stamp: np.ndarray) -> tuple[float, float]:
@@ -175,7 +177,19 @@ class PsfProvider:
         """NO_PSF for the rows without a usable PSF, else 0."""
         return np.where(self.keys(rows, native_scale) < 0, NO_PSF, 0).astype(np.int32)
 
-    def _draw(self, key: int, native_scale: float | None, size: int, b: int) -> tuple[np.ndarray, float]:
+    def fwhm_native_px(self, key: int, native_scale: float | None) -> float:
+        """FWHM of PSF ``key`` in native pixels: the given FWHM for a Moffat, else measured on the
+        image's interpolated profile (an empirical PSF: pixel response included)."""
+        native = 1.0 if native_scale is None else native_scale
+        if self.kind != "image":
+            return key * FWHM_QUANTUM_PX
+        ck = ("fwhm", key, native)
+        if ck not in self._cache:
+            scale = self.psf_scale if self.psf_scale is not None else native
+            self._cache[ck] = image_fwhm(self.planes[key], scale) / native
+        return self._cache[ck]
+
+    def _draw(self, key: int, native_scale: float | None, size: int, b: int) -> np.ndarray:
         ck = (key, size, b)
         if ck not in self._cache:
             if self.kind == "image":
@@ -190,7 +204,7 @@ class PsfProvider:
                                  "centre; the model expects it centred (odd-sized PSF on the middle pixel)")
             else:
                 stamp = draw_moffat_psf(key * FWHM_QUANTUM_PX * native_scale, native_scale, size, b)
-            self._cache[ck] = (stamp, measured_fwhm_px(stamp))
+            self._cache[ck] = stamp
         return self._cache[ck]
 
     def stamps(self, rows: pd.DataFrame, native_scale: float | None, size: int, b: int) -> np.ndarray:
@@ -198,15 +212,15 @@ class PsfProvider:
         keys = self.keys(rows, native_scale)
         out = np.zeros((len(rows), size, size), dtype=np.float32)
         for key in np.unique(keys[keys >= 0]):
-            out[keys == key] = self._draw(int(key), native_scale, size, b)[0]
+            out[keys == key] = self._draw(int(key), native_scale, size, b)
         return out
 
-    def fwhm_px(self, rows: pd.DataFrame, native_scale: float | None, size: int, b: int) -> np.ndarray:
-        """(n,) measured FWHM of each object's PSF stamp in binned pixels (NaN where it has none)."""
+    def fwhm_px(self, rows: pd.DataFrame, native_scale: float | None, b: int) -> np.ndarray:
+        """(n,) FWHM of each object's PSF in pixels binned by ``b`` (NaN where it has none)."""
         keys = self.keys(rows, native_scale)
         out = np.full(len(rows), np.nan)
         for key in np.unique(keys[keys >= 0]):
-            out[keys == key] = self._draw(int(key), native_scale, size, b)[1]
+            out[keys == key] = self.fwhm_native_px(int(key), native_scale) / b
         return out
 
 
