@@ -284,6 +284,10 @@ def candels_shards(ext):
 
 
 # --------------------------------------------------------------------------- predict
+# a job name as the schema allows it (no "/": results/predict/{name}.parquet must not match a tile)
+PREDICT_NAME = "[A-Za-z0-9][A-Za-z0-9_.-]*"
+
+
 def predict_job(name):
     try:
         return config["predict"][name]
@@ -307,6 +311,29 @@ def predict_inputs(wc):
         files["catalogue"] = job["catalogue"]
     if job.get("psf"):
         files["psf"] = job["psf"]
+    return files
+
+
+def predict_tiled_job(name):
+    """A job predicted by sky tiles: it needs images and a catalogue (a stamp cube is predicted whole)."""
+    job = predict_job(name)
+    if not (job.get("images") and job.get("catalogue")):
+        raise ValueError(
+            f"predict.{name}: tiles need images and a catalogue; a stamp cube is predicted whole "
+            f"(ask for results/predict/{name}.parquet)"
+        )
+    return job
+
+
+def predict_split_input(wc):
+    return {"catalogue": predict_tiled_job(wc.name)["catalogue"]}
+
+
+def predict_tile_inputs(wc):
+    """The files of one tile's job: model, metadata, images, PSF (the tile replaces the catalogue)."""
+    files = predict_inputs(wc)
+    predict_tiled_job(wc.name)
+    files.pop("catalogue")
     return files
 
 

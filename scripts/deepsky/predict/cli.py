@@ -28,9 +28,9 @@ examples:
   deepsky predict psfnet.keras --images i.fits --catalogue c.fits --psf psfs.fits --psf-index-col psf_id -o s.parquet
   deepsky predict psfnet.keras --images i.fits --catalogue c.fits --psf-fwhm 0.6 -o s.parquet
 
-  # a survey catalogue: chunks of 4096 rows, one Parquet part each; rerun the same line to resume
+  # a survey catalogue: parts of 10000 rows; rerun the same line to resume after an interruption
   deepsky predict sizenet.keras --images mosaic.fits --catalogue survey.parquet -o sizes/ --partitioned \\
-      --chunk-size 4096
+      --chunk-size 10000
 
 exit status: 0 done, 2 bad input (one line on stderr names it; --debug shows the traceback)."""
 

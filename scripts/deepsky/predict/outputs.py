@@ -237,14 +237,27 @@ class DatasetWriter:
         # totals over every part, those of earlier (resumed) runs included
         flags = np.concatenate([pq.read_table(self.folder / p, columns=["flag"])["flag"].to_numpy()
                                 for p in parts]) if parts else np.zeros(0, np.int32)
+        from .stamps import describe_flags
+
         summary = {**summary, "rows": int(flags.size), "rows_per_part": self.job["chunk_size"],
-                   "flagged": int((flags != 0).sum())}
+                   "flagged": int((flags != 0).sum()), "flags": describe_flags(flags)}
         io.write_json(self.folder / MANIFEST, {"complete": True, "parts": parts, "provenance": self.info,
                                                **summary})
         self.summary = summary
 
     def abort(self, exc: BaseException) -> None:
         pass  # parts written so far stay: a rerun resumes from them
+
+
+def dataset_done(folder, job: dict) -> bool:
+    """Whether ``folder`` already holds every part of ``job`` (a rerun has nothing to predict)."""
+    folder = Path(folder)
+    try:
+        old = json.loads((folder / JOB).read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    job = json.loads(json.dumps(job, sort_keys=True, default=str))
+    return old == job and all((folder / PART.format(k)).exists() for k in range(job["chunks"]))
 
 
 def read_manifest(folder) -> dict:
