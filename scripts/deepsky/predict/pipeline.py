@@ -119,11 +119,16 @@ class KerasPredictor:
 
 
 def prediction_columns(predictor, meta: dict, rows: pd.DataFrame, psf_provider, native_scale) -> list[str]:
-    """The prediction columns (run once on one synthetic stamp, so every chunk has them all)."""
+    """The prediction columns (run once on one synthetic stamp, so every chunk has them all; the
+    first catalogue row supplies the conditions a preprocessing may read, e.g. the seeing)."""
     spec = stampmod.model_spec(meta)
     s, nb = int(spec["stamp"]), int(spec["bands"])
     x = np.random.default_rng(0).normal(1.0, 0.1, (1, nb, s, s)).astype(np.float32)
-    psfs = psf_provider.stamps(rows.iloc[:1], native_scale, s, 1) if psf_provider is not None else None
+    psfs = None
+    if psf_provider is not None:  # a round PSF of 3 px FWHM: the columns do not depend on it
+        yy, xx = np.indices((s, s)) - (s - 1) / 2.0
+        g = np.exp(-0.5 * (xx**2 + yy**2) / (3.0 / 2.355) ** 2)
+        psfs = (g / g.sum()).astype(np.float32)[None]
     return list(predictor(x, rows.iloc[:1], psfs).columns)
 
 
