@@ -49,7 +49,7 @@ def make_model(d: Path) -> Path:
 
     cfg = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
     recipe = {**cfg["sims"]["size"], "per_shard": 256, "shards": 1, "method": "fft"}
-    images, cat = sims.simulate_shard(recipe, 1, "size", 0)
+    images, cat = sims.simulate_shard(recipe, 1, "size", 0)[:2]  # (images, catalogue[, psfs])
     split = pd.DataFrame({"id": cat["id"], "split": data.split_labels(len(cat), {"val": 0.2, "test": 0.1}, 1)})
     spec = tasks.preprocess_spec({"preprocess": cfg["size"]["preprocess"]}, recipe, 1)
     name = cfg["size"]["models"][0]

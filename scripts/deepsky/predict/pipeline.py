@@ -124,12 +124,13 @@ def prediction_columns(predictor, meta: dict, rows: pd.DataFrame, psf_provider, 
     spec = stampmod.model_spec(meta)
     s, nb = int(spec["stamp"]), int(spec["bands"])
     x = np.random.default_rng(0).normal(1.0, 0.1, (1, nb, s, s)).astype(np.float32)
-    psfs = None
+    psfs, probe = None, rows.iloc[:1]
     if psf_provider is not None:  # a round PSF of 3 px FWHM: the columns do not depend on it
         yy, xx = np.indices((s, s)) - (s - 1) / 2.0
         g = np.exp(-0.5 * (xx**2 + yy**2) / (3.0 / 2.355) ** 2)
         psfs = (g / g.sum()).astype(np.float32)[None]
-    return list(predictor(x, rows.iloc[:1], psfs).columns)
+        probe = grid_rows(probe, native_scale, 1)
+    return list(predictor(x, probe, psfs).columns)
 
 
 def predict_rows(predictor, x: np.ndarray, flags: np.ndarray, rows: pd.DataFrame, columns: list[str],
@@ -144,21 +145,32 @@ def predict_rows(predictor, x: np.ndarray, flags: np.ndarray, rows: pd.DataFrame
     return out
 
 
+def grid_rows(rows: pd.DataFrame, native_scale: float | None, b: int) -> pd.DataFrame:
+    """Rows as a PSF-aware model's decoding reads them: ``binning`` (b) and ``pixel_scale`` (native
+    arcsec/px, when known) give arcsec = model pixels x pixel_scale x binning."""
+    extra = {"binning": np.full(len(rows), b, dtype=np.int32)}
+    if native_scale is not None:
+        extra["pixel_scale"] = np.full(len(rows), float(native_scale))
+    return rows.assign(**extra)
+
+
 def predict_binned(predictor, source, provider, lo: int, hi: int, rows: pd.DataFrame, columns: list[str],
                    spec: dict, max_binning: int) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Adaptive binning for PSF-aware models (DESIGN-size): predict at native scale, then again on
-    stamps block-summed by b = 2, 3, ... for objects whose R_e (binned pixels) exceeds
-    ``preprocess.re_switch_px``, while the PSF FWHM in binned pixels (``psf.PsfProvider.fwhm_px``)
-    stays >= ``preprocess.psf_fwhm_min_px`` and the wider stamp fits.  Pixel columns (``*_px*``) are
-    returned in native pixels; returns the predictions, flags and binning of each row."""
-    re_col = spec.get("re_column", "r_e_px")
+    stamps block-summed by b = 2, 3, ... for objects whose R_e in model (binned) pixels, column
+    ``preprocess.re_column`` (default ``pred_r_e_px``), exceeds ``preprocess.re_switch_px`` (10),
+    while the PSF FWHM in binned pixels (``psf.PsfProvider.fwhm_px``) stays >=
+    ``preprocess.psf_fwhm_min_px`` (1.3) and the wider stamp fits.  The predictor gets each row's
+    ``binning`` and ``pixel_scale`` (``grid_rows``) and returns physical units itself.  Returns the
+    predictions, flags and binning of each row."""
+    re_col = spec.get("re_column", "pred_r_e_px")
     switch = float(spec.get("re_switch_px", 10.0))
     fwhm_min = float(spec.get("psf_fwhm_min_px", 1.3))
-    n, s = hi - lo, int(spec["stamp"])
+    n, s, native = hi - lo, int(spec["stamp"]), source.native_scale
     x, flags = source.chunk(lo, hi, 1)
-    psfs = provider.stamps(rows, source.native_scale, s, 1)
-    flags = flags | provider.flags(rows, source.native_scale)
-    pred = predict_rows(predictor, x, flags, rows, columns, psfs)
+    psfs = provider.stamps(rows, native, s, 1)
+    flags = flags | provider.flags(rows, native)
+    pred = predict_rows(predictor, x, flags, grid_rows(rows, native, 1), columns, psfs)
     binning = np.ones(n, dtype=np.int32)
     if re_col not in columns:
         return pred, flags, binning
@@ -166,33 +178,21 @@ def predict_binned(predictor, source, provider, lo: int, hi: int, rows: pd.DataF
     for b in range(2, max_binning + 1):
         if todo.size == 0:
             break
-        sub = rows.iloc[todo]
-        fw = provider.fwhm_px(sub, source.native_scale, b)
+        fw = provider.fwhm_px(rows.iloc[todo], native, b)
         todo = todo[fw >= fwhm_min]
         if todo.size == 0:
             break
-        sub = rows.iloc[todo]
         xb, fb = source.chunk(lo, hi, b, rows=lo + todo)
         ok = fb == cutouts.OK  # a wider stamp leaving the image or the cube keeps the finer measurement
-        todo, xb, sub = todo[ok], xb[ok], sub[ok]
+        todo, xb = todo[ok], xb[ok]
         if todo.size == 0:
             break
-        pb = predictor(xb, sub, provider.stamps(sub, source.native_scale, s, b))[columns]
+        sub = rows.iloc[todo]
+        pb = predictor(xb, grid_rows(sub, native, b), provider.stamps(sub, native, s, b))[columns]
         pred.iloc[todo, :] = pb.to_numpy(np.float64)
         binning[todo] = b
         todo = todo[pb[re_col].to_numpy() > switch]
-    px = [c for c in columns if "_px" in c]
-    pred[px] = pred[px].to_numpy() * binning[:, None]
     return pred, flags, binning
-
-
-def arcsec_columns(pred: pd.DataFrame, native_scale: float | None) -> pd.DataFrame:
-    """For pixel-grid models: each ``*_px*`` column also in arcsec (native px x native scale)."""
-    if native_scale is None:
-        return pred
-    extra = {c.replace("_px", "_arcsec"): pred[c] * native_scale for c in pred.columns
-             if "_px" in c and c.replace("_px", "_arcsec") not in pred.columns}
-    return pred.assign(**extra) if extra else pred
 
 
 # --------------------------------------------------------------------------- run
@@ -315,7 +315,7 @@ def _loop(predictor, source, provider, cat, columns, spec, writer, nchunks, chun
             if provider is not None:
                 pred, flags, binning = predict_binned(predictor, source, provider, lo, hi, rows, columns, spec,
                                                       max_binning)
-                pred = arcsec_columns(pred, source.native_scale).assign(binning=binning)
+                pred = pred.assign(binning=binning)
             else:
                 x, flags = source.chunk(lo, hi)
                 pred = predict_rows(predictor, x, flags, rows, columns)
